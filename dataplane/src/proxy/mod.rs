@@ -1,0 +1,293 @@
+//! The hyper service: one request from a client to an answer.
+//!
+//! In order: find the host and normalise the path (400 on bad input), check the
+//! connection's certificate against the host (421), route (404), redirect plain HTTP for
+//! TLS hosts (308), pick an endpoint (503), forward with our headers, and relay the answer
+//! (502 and 504 when the upstream fails). Each answer the proxy makes itself has a short
+//! plain-text body.
+
+mod answer;
+mod headers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+pub use answer::Answer;
+pub use headers::{is_upgrade_request, strip_hop_by_hop};
+
+use crate::Shared;
+use crate::body::{IdleTimeoutBody, ResponseBody, UpstreamBody, empty};
+use crate::routing::{HostError, PathError, normalize_host, normalize_path};
+use crate::tls::ServedCertificate;
+use crate::upstream::{Cluster, PooledSender};
+use headers::{Forwarded, ensure_request_id, set_forwarded};
+
+/// What the proxy knows about the client connection a request arrived on.
+#[derive(Debug)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// `None` on the plain-HTTP listener.
+    pub tls: Option<TlsInfo>,
+}
+
+#[derive(Debug)]
+pub struct TlsInfo {
+    pub sni: Option<String>,
+    /// The certificate this connection's handshake got.
+    pub certificate: Arc<ServedCertificate>,
+}
+
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Serves one request.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnectionInfo>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    match route_and_forward(&shared, &conn, req).await {
+        Ok(response) => response,
+        Err(answer) => answer.into_response(),
+    }
+}
+
+async fn route_and_forward(
+    shared: &Arc<Shared>,
+    conn: &ConnectionInfo,
+    mut req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Answer> {
+    // A protocol switch (WebSocket) is claimed now, before the request is taken apart.
+    let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+    // The host: the URI's authority (HTTP/2, absolute-form) wins over the Host header.
+    let host_header = match req.uri().authority() {
+        Some(authority) => {
+            let without_userinfo = authority.as_str().rsplit('@').next().unwrap_or_default();
+            HeaderValue::from_str(without_userinfo).ok()
+        }
+        None => req.headers().get(header::HOST).cloned(),
+    };
+    let host_header = host_header.ok_or(Answer::BadHost(HostError::Missing))?;
+    let raw_host = host_header
+        .to_str()
+        .map_err(|_| Answer::BadHost(HostError::Invalid))?;
+    let host = normalize_host(raw_host).map_err(Answer::BadHost)?;
+    let path = normalize_path(req.uri().path()).map_err(Answer::BadPath)?;
+    let runtime = shared.runtime.load();
+
+    // 421: the host would get another certificate, and this connection's does not cover
+    // it (DESIGN.md, "Decisions at the edges").
+    if let Some(tls) = &conn.tls {
+        let for_host = runtime
+            .certificates
+            .select_certificate(Some(&host))
+            .certificate;
+        if for_host.id != tls.certificate.id && !tls.certificate.covers(&host) {
+            return Err(Answer::Misdirected);
+        }
+    }
+
+    let matched = runtime.routes.match_route(&host, &path);
+
+    // Plain HTTP to a host with TLS: 308 to https, except for ACME HTTP-01 challenges.
+    if conn.tls.is_none() && !path.starts_with(ACME_CHALLENGE_PREFIX) {
+        let redirect = match matched.route {
+            Some(route) if matched.own_host => route.https_redirect,
+            _ => matched.host_tls,
+        };
+        if redirect {
+            let query = req.uri().query();
+            return Err(Answer::Redirect(redirect_location(
+                &host,
+                shared.config.redirect_https_port,
+                &path,
+                query,
+            )));
+        }
+    }
+
+    let cluster = match matched.route {
+        Some(route) => route.cluster.clone().ok_or(Answer::NoEndpoints)?,
+        None => runtime.default_backend.clone().ok_or(Answer::NoRoute)?,
+    };
+    let route_source = matched.route.map(|r| Arc::clone(&r.source));
+    // Let go of the snapshot before awaiting the upstream, so a long request does not
+    // keep an old snapshot alive.
+    drop(runtime);
+
+    // The upstream request: origin-form URI with the normalised path, our headers.
+    let path_and_query = match req.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.into_owned(),
+    };
+    let uri = Uri::try_from(path_and_query).map_err(|_| Answer::BadPath(PathError::BadEscape))?;
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    parts.headers.insert(header::HOST, host_header.clone());
+    set_forwarded(
+        &mut parts.headers,
+        &Forwarded {
+            peer: conn.peer.ip(),
+            trusted_proxies: &shared.config.trusted_proxies,
+            proto: if conn.tls.is_some() { "https" } else { "http" },
+            host: raw_host,
+            port: conn.local.port(),
+        },
+    );
+    let request_id = ensure_request_id(&mut parts.headers);
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+
+    // An empty body can be rebuilt, so such a request may be retried on a fresh connection.
+    let body: UpstreamBody = if body.is_end_stream() {
+        empty_upstream()
+    } else {
+        let counted = Arc::new(AtomicU64::new(0));
+        IdleTimeoutBody::new(body, shared.config.limits.client_body_idle_timeout, counted).boxed()
+    };
+    let upstream_req = Request::from_parts(parts, body);
+
+    let pooled = checkout(shared, &cluster).await?;
+    let addr = pooled.addr;
+    tracing::debug!(
+        request_id = ?request_id,
+        upstream = %addr,
+        backend = %cluster.id,
+        ingress = route_source.as_deref().unwrap_or("default-backend"),
+        "forwarding request"
+    );
+    let response = send(shared, pooled, upstream_req).await?;
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(switch_protocols(response, client_upgrade));
+    }
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(Into::into).boxed(),
+    ))
+}
+
+fn empty_upstream() -> UpstreamBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn redirect_location(host: &str, port: u16, path: &str, query: Option<&str>) -> String {
+    let mut location = String::with_capacity(host.len() + path.len() + 16);
+    location.push_str("https://");
+    location.push_str(host);
+    if port != 443 {
+        location.push(':');
+        location.push_str(&port.to_string());
+    }
+    location.push_str(path);
+    if let Some(query) = query {
+        location.push('?');
+        location.push_str(query);
+    }
+    location
+}
+
+/// A connection to an endpoint; a failed connect is retried once on another endpoint.
+async fn checkout(shared: &Shared, cluster: &Cluster) -> Result<PooledSender, Answer> {
+    let first = cluster.pick(None).ok_or(Answer::NoEndpoints)?;
+    match shared.pool.checkout(first).await {
+        Ok(pooled) => Ok(pooled),
+        Err(error) => {
+            let Some(second) = cluster.pick(Some(first)).filter(|s| *s != first) else {
+                tracing::warn!(backend = %cluster.id, %error, "upstream connect failed");
+                return Err(Answer::UpstreamUnreachable);
+            };
+            tracing::debug!(backend = %cluster.id, %error, retry = %second, "upstream connect failed, retrying");
+            shared.pool.checkout(second).await.map_err(|error| {
+                tracing::warn!(backend = %cluster.id, %error, "upstream connect failed after retry");
+                Answer::UpstreamUnreachable
+            })
+        }
+    }
+}
+
+/// Sends the request and waits for the response head, within the upstream timeout.
+async fn send(
+    shared: &Arc<Shared>,
+    mut pooled: PooledSender,
+    req: Request<UpstreamBody>,
+) -> Result<Response<Incoming>, Answer> {
+    let timeout = shared.config.limits.upstream_response_timeout;
+    let addr = pooled.addr;
+    match tokio::time::timeout(timeout, pooled.sender.send_request(req)).await {
+        Err(_) => {
+            tracing::warn!(upstream = %addr, ?timeout, "upstream response timed out");
+            Err(Answer::UpstreamTimeout)
+        }
+        Ok(Err(error)) => {
+            // A client body that stalled or failed is the client's fault, not the
+            // upstream's.
+            if error_chain_has::<crate::body::BodyIdleTimeout>(&error) {
+                return Err(Answer::ClientBodyTimeout);
+            }
+            tracing::warn!(upstream = %addr, %error, "upstream request failed");
+            Err(Answer::UpstreamFailed)
+        }
+        Ok(Ok(response)) => {
+            if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                shared.pool.checkin(pooled);
+            }
+            Ok(response)
+        }
+    }
+}
+
+fn error_chain_has<E: std::error::Error + 'static>(
+    error: &(dyn std::error::Error + 'static),
+) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<E>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Relays a 101 answer and joins the two upgraded connections once both sides switch.
+fn switch_protocols(
+    mut response: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ResponseBody> {
+    let Some(client_upgrade) = client_upgrade else {
+        // The upstream switched protocols without being asked: that is its error.
+        return Answer::UpstreamFailed.into_response();
+    };
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::debug!(%error, "protocol upgrade did not complete");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(%error, "upgraded connection ended");
+        }
+    });
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, empty())
+}
