@@ -1,0 +1,16 @@
+//! The Portcullis controller: Kubernetes objects in, a data-plane Snapshot out.
+//!
+//! A tour, in the order one change flows:
+//! - [`source`]: where objects come from (a folder of manifests, or the Kubernetes API).
+//! - [`translate`]: objects to a Snapshot and diagnostics; pure, no I/O.
+//! - [`pipeline`]: runs translation, logs what changed, and applies the snapshot.
+//! - [`serve`]: wires it all to the data plane and the admin endpoints.
+//! - [`cli`] holds the typed command line; [`echo`] is the smoke-test backend.
+
+pub mod admin;
+pub mod cli;
+pub mod echo;
+pub mod pipeline;
+pub mod serve;
+pub mod source;
+pub mod translate;

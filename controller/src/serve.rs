@@ -1,0 +1,198 @@
+//! `portcullis serve`: wires a source, the rebuild pipeline, the data plane and the admin
+//! endpoints together, and runs the shutdown sequence on SIGTERM or SIGINT.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_dataplane::{Config, Dataplane, Limits};
+use tokio::net::TcpListener;
+
+use crate::admin::{Health, serve_admin};
+use crate::cli::ServeArgs;
+use crate::pipeline::Pipeline;
+use crate::source::manifests::ManifestFolder;
+use crate::source::watch::{settle, watch_folder};
+use crate::translate::{ClassConfig, TranslateConfig};
+
+/// Why `serve` stopped with an error; usage errors exit with 2, the rest with 1.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Dataplane(#[from] portcullis_dataplane::DataplaneError),
+    #[error("cannot listen on {addr} (admin): {source}")]
+    AdminBind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl ServeError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub fn dataplane_config(args: &ServeArgs) -> Config {
+    let l = &args.limits;
+    Config {
+        https_addr: args.https_addr,
+        http_addr: args.http_addr,
+        strict_sni: args.strict_sni,
+        trusted_proxies: args.trusted_proxies.clone(),
+        redirect_https_port: args.redirect_https_port,
+        limits: Limits {
+            request_header_timeout: l.request_header_timeout,
+            tls_handshake_timeout: l.tls_handshake_timeout,
+            client_body_idle_timeout: l.client_body_timeout,
+            keepalive_idle_timeout: l.keepalive_timeout,
+            max_request_header_bytes: l.max_request_header_size,
+            max_concurrent_streams: l.max_concurrent_streams,
+            max_connections: l.max_connections as usize,
+            upstream_connect_timeout: l.upstream_connect_timeout,
+            upstream_response_timeout: l.upstream_response_timeout,
+        },
+    }
+}
+
+pub fn translate_config(args: &ServeArgs) -> TranslateConfig {
+    TranslateConfig {
+        class: ClassConfig {
+            ingress_class: args.ingress_class.clone(),
+            controller_name: args.controller_name.clone(),
+            watch_ingress_without_class: args.watch_ingress_without_class,
+        },
+        default_certificate: args.default_certificate.clone(),
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    // The source first: a folder that cannot be read is a usage error.
+    let Some(dir) = args.manifests.as_deref() else {
+        // TODO(#3): the Kubernetes API source; until it lands, folder mode is the only one.
+        return Err(ServeError::Usage(
+            "no --manifests DIR given, and the Kubernetes API source is not built yet".into(),
+        ));
+    };
+    let mut folder = ManifestFolder::open(dir).map_err(|e| ServeError::Usage(e.to_string()))?;
+
+    let dataplane = Arc::new(Dataplane::new(dataplane_config(&args))?);
+    let listeners = dataplane.bind().await?;
+    let admin =
+        TcpListener::bind(args.admin_addr)
+            .await
+            .map_err(|source| ServeError::AdminBind {
+                addr: args.admin_addr,
+                source,
+            })?;
+    if args.default_certificate.is_none() {
+        tracing::warn!(
+            "no --default-certificate: handshakes without SNI or for unknown names get a generated \
+             self-signed placeholder"
+        );
+    }
+    let health = Arc::new(Health::default());
+    let admin_task = tokio::spawn(serve_admin(admin, Arc::clone(&health)));
+
+    // The first snapshot, then serving.
+    let mut pipeline = Pipeline::new(Arc::clone(&dataplane), translate_config(&args));
+    let contents = folder
+        .load()
+        .map_err(|e| ServeError::Usage(e.to_string()))?;
+    pipeline.rebuild(&contents.objects, contents.diagnostics);
+    tracing::info!(
+        https = %display_addr(listeners.https_addr()),
+        http = %display_addr(listeners.http_addr()),
+        admin = %args.admin_addr,
+        manifests = %dir.display(),
+        "listening"
+    );
+    let serving = dataplane.serve(listeners);
+    health.set_ready(true);
+    let follow = tokio::spawn(follow_folder(folder, pipeline));
+
+    // Shutdown: readiness fails first; after SIGTERM, keep accepting for the delay so
+    // load balancers notice; then stop accepting and let requests in flight finish.
+    let signal = wait_for_signal().await;
+    health.set_ready(false);
+    let delay = args.limits.shutdown_delay;
+    if signal == Signal::Terminate && !delay.is_zero() {
+        tracing::info!(delay = ?delay, "shutdown requested: failing readiness, still accepting");
+        tokio::time::sleep(delay).await;
+    }
+    follow.abort();
+    let drain = args.limits.drain_timeout;
+    tracing::info!(timeout = ?drain, "no longer accepting; waiting for requests in flight");
+    if !serving.shutdown(drain).await {
+        tracing::warn!(timeout = ?drain, "drain timeout reached with connections still open");
+    }
+    admin_task.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn display_addr(addr: Option<std::net::SocketAddr>) -> String {
+    addr.map(|a| a.to_string()).unwrap_or_else(|| "?".into())
+}
+
+/// Follows the folder: rebuild on every settled burst of file events, and every 30 s
+/// anyway (certificates expire with no file changing). Without file events (the platform
+/// cannot watch), the folder is read every 2 s.
+async fn follow_folder(mut folder: ManifestFolder, mut pipeline: Pipeline) {
+    // The watcher stops when dropped, so it lives as long as this loop.
+    let (_watcher, mut events, period) = match watch_folder(folder.root()) {
+        Ok((watcher, events)) => (Some(watcher), events, Duration::from_secs(30)),
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the manifest folder; reading it every 2 s instead");
+            (
+                None,
+                tokio::sync::mpsc::channel(1).1,
+                Duration::from_secs(2),
+            )
+        }
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            Some(()) = events.recv() => {
+                settle(&mut events, Duration::from_millis(20), Duration::from_millis(250)).await;
+            }
+            _ = tick.tick() => {}
+        }
+        match folder.load() {
+            Ok(contents) => {
+                pipeline.rebuild(&contents.objects, contents.diagnostics);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the manifest folder; serving the last good snapshot");
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    Terminate,
+    Interrupt,
+}
+
+async fn wait_for_signal() -> Signal {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM; only SIGINT will stop the process");
+            let _ = tokio::signal::ctrl_c().await;
+            return Signal::Interrupt;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => Signal::Terminate,
+        _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+    }
+}
