@@ -73,11 +73,13 @@ free_port() {
   done
 }
 
-# wait_for URL SECONDS CURL_ARGS...: poll until curl gets a 2xx.
+# wait_for PID URL SECONDS CURL_ARGS...: poll until curl gets a 2xx; fail
+# early if process PID exits.
 wait_for() {
-  local url=$1 secs=$2; shift 2
+  local pid=$1 url=$2 secs=$3; shift 3
   local deadline=$((SECONDS + secs))
   until curl --noproxy '*' -fsS -o /dev/null --max-time 2 "$@" "$url" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null; then echo "process $pid exited while waiting for $url" >&2; return 1; fi
     if ((SECONDS >= deadline)); then echo "timed out waiting for $url" >&2; return 1; fi
     sleep 0.1
   done
@@ -160,11 +162,16 @@ t0=$(now_ms)
   --log-level=warn \
   >"$TMP/etcd.log" 2>&1 &
 ETCD_PID=$!
-wait_for "$ETCD_URL/health" 30
+wait_for "$ETCD_PID" "$ETCD_URL/health" 30
 echo "etcd ready in $(($(now_ms) - t0)) ms (pid $ETCD_PID)"
 
 # ---------------------------------------------------------------------------
 # 3. kube-apiserver on 127.0.0.1 with RBAC; no controller-manager needed.
+#    --endpoint-reconciler-type=none: the default (lease) reconciler refuses
+#      a loopback --advertise-address ("may not be in the loopback range");
+#      "none" just means default/kubernetes gets no Endpoints.
+#    --disable-admission-plugins=ServiceAccount: nothing creates the
+#      "default" ServiceAccount, so pods would otherwise be rejected.
 # ---------------------------------------------------------------------------
 APISERVER_PORT=$(free_port)
 APISERVER_URL="https://127.0.0.1:$APISERVER_PORT"
@@ -185,9 +192,10 @@ t0=$(now_ms)
   --service-cluster-ip-range=10.96.0.0/16 \
   --authorization-mode=RBAC \
   --disable-admission-plugins=ServiceAccount \
+  --endpoint-reconciler-type=none \
   >"$TMP/kube-apiserver.log" 2>&1 &
 APISERVER_PID=$!
-wait_for "$APISERVER_URL/readyz" 120 \
+wait_for "$APISERVER_PID" "$APISERVER_URL/readyz" 120 \
   --cacert "$TMP/ca.crt" --cert "$TMP/admin.crt" --key "$TMP/admin.key"
 echo "kube-apiserver ready in $(($(now_ms) - t0)) ms (pid $APISERVER_PID)"
 
