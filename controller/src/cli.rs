@@ -115,11 +115,45 @@ pub struct ServeArgs {
     pub redirect_https_port: u16,
 
     #[command(flatten)]
+    pub kube: KubeArgs,
+
+    #[command(flatten)]
     pub limits: LimitArgs,
 
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "PORTCULLIS_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
+}
+
+/// The Kubernetes API source (used when --manifests is not given).
+#[derive(Debug, Args)]
+pub struct KubeArgs {
+    /// Kubeconfig to use; without it: in-cluster configuration, then KUBECONFIG, then
+    /// ~/.kube/config.
+    #[arg(long, env = "PORTCULLIS_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Serve only Ingresses (and read only Secrets, Services, EndpointSlices) in this
+    /// namespace; repeat for more. Default: all namespaces.
+    #[arg(long = "watch-namespace", env = "PORTCULLIS_WATCH_NAMESPACE", value_delimiter = ',', value_name = "NS", value_parser = parse_name)]
+    pub watch_namespaces: Vec<String>,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "PORTCULLIS_ELECTION_ID", default_value = "portcullis-leader", value_parser = parse_name)]
+    pub election_id: String,
+
+    /// Namespace of the leader-election Lease (default: the pod's namespace from
+    /// POD_NAMESPACE, else "default").
+    #[arg(long, env = "PORTCULLIS_ELECTION_NAMESPACE", value_name = "NS", value_parser = parse_name)]
+    pub election_namespace: Option<String>,
+
+    /// Publish this Service's load-balancer addresses (or cluster IP) in Ingress status.
+    #[arg(long, env = "PORTCULLIS_PUBLISH_SERVICE", value_name = "NAMESPACE/NAME", value_parser = parse_object_key, conflicts_with = "publish_status_address")]
+    pub publish_service: Option<(String, String)>,
+
+    /// Publish these IPs or host names (comma-separated) in Ingress status.
+    #[arg(long, env = "PORTCULLIS_PUBLISH_STATUS_ADDRESS", value_delimiter = ',', value_name = "ADDRESS", value_parser = parse_address)]
+    pub publish_status_address: Vec<String>,
 }
 
 /// Timeouts and sizes (DESIGN.md, "Starting limits").
@@ -198,6 +232,30 @@ fn parse_object_key(text: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((namespace.to_owned(), name.to_owned()))
+}
+
+/// A Kubernetes object name (DNS-1123 subdomain).
+fn parse_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 253
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !text.starts_with(['-', '.'])
+        && !text.ends_with(['-', '.']);
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?} is not a Kubernetes name"))
+    }
+}
+
+/// An IP address or a DNS host name for Ingress status.
+fn parse_address(text: &str) -> Result<String, String> {
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(text.to_owned());
+    }
+    parse_name(text).map_err(|_| format!("{text:?} is neither an IP address nor a host name"))
 }
 
 /// `500ms`, `10s`, `5m`, `1h`: a whole number with a unit.

@@ -4,6 +4,7 @@
 //! - [`source`]: where objects come from (a folder of manifests, or the Kubernetes API).
 //! - [`translate`]: objects to a Snapshot and diagnostics; pure, no I/O.
 //! - [`pipeline`]: runs translation, logs what changed, and applies the snapshot.
+//! - [`status`]: leader election, Ingress status and Events (API mode only).
 //! - [`serve`]: wires it all to the data plane and the admin endpoints.
 //! - [`cli`] holds the typed command line; [`echo`] is the smoke-test backend.
 
@@ -13,4 +14,5 @@ pub mod echo;
 pub mod pipeline;
 pub mod serve;
 pub mod source;
+pub mod status;
 pub mod translate;

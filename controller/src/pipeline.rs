@@ -69,7 +69,7 @@ impl Pipeline {
                 object = %d.object,
                 field = %d.field,
                 reason = %d.reason,
-                message = %d.message,
+                detail = %d.message,
                 "configuration problem"
             );
         }

@@ -10,8 +10,12 @@ use tokio::net::TcpListener;
 use crate::admin::{Health, serve_admin};
 use crate::cli::ServeArgs;
 use crate::pipeline::Pipeline;
+use crate::source::kube::{self as kube_source, KubeSourceError, KubeStores};
 use crate::source::manifests::ManifestFolder;
 use crate::source::watch::{settle, watch_folder};
+use crate::status::events::EventWriter;
+use crate::status::ingress_status::{PublishSource, StatusWriter};
+use crate::status::leader::{self, ElectionConfig, Leadership, run_election};
 use crate::translate::{ClassConfig, TranslateConfig};
 
 /// Why `serve` stopped with an error; usage errors exit with 2, the rest with 1.
@@ -21,6 +25,8 @@ pub enum ServeError {
     Usage(String),
     #[error(transparent)]
     Dataplane(#[from] portcullis_dataplane::DataplaneError),
+    #[error(transparent)]
+    Kube(#[from] KubeSourceError),
     #[error("cannot listen on {addr} (admin): {source}")]
     AdminBind {
         addr: std::net::SocketAddr,
@@ -70,15 +76,27 @@ pub fn translate_config(args: &ServeArgs) -> TranslateConfig {
     }
 }
 
+/// Where objects come from, decided by the flags.
+enum Source {
+    Folder(ManifestFolder),
+    Kube(kube::Client),
+}
+
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
-    // The source first: a folder that cannot be read is a usage error.
-    let Some(dir) = args.manifests.as_deref() else {
-        // TODO(#3): the Kubernetes API source; until it lands, folder mode is the only one.
-        return Err(ServeError::Usage(
-            "no --manifests DIR given, and the Kubernetes API source is not built yet".into(),
-        ));
+    // The source first: a folder or kubeconfig that cannot be read is a usage error.
+    let source = match args.manifests.as_deref() {
+        Some(dir) => {
+            Source::Folder(ManifestFolder::open(dir).map_err(|e| ServeError::Usage(e.to_string()))?)
+        }
+        None => Source::Kube(
+            kube_source::client(args.kube.kubeconfig.as_deref())
+                .await
+                .map_err(|e| match e {
+                    KubeSourceError::Kubeconfig { .. } => ServeError::Usage(e.to_string()),
+                    other => ServeError::Kube(other),
+                })?,
+        ),
     };
-    let mut folder = ManifestFolder::open(dir).map_err(|e| ServeError::Usage(e.to_string()))?;
 
     let dataplane = Arc::new(Dataplane::new(dataplane_config(&args))?);
     let listeners = dataplane.bind().await?;
@@ -97,23 +115,44 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     let health = Arc::new(Health::default());
     let admin_task = tokio::spawn(serve_admin(admin, Arc::clone(&health)));
-
-    // The first snapshot, then serving.
     let mut pipeline = Pipeline::new(Arc::clone(&dataplane), translate_config(&args));
-    let contents = folder
-        .load()
-        .map_err(|e| ServeError::Usage(e.to_string()))?;
-    pipeline.rebuild(&contents.objects, contents.diagnostics);
-    tracing::info!(
-        https = %display_addr(listeners.https_addr()),
-        http = %display_addr(listeners.http_addr()),
-        admin = %args.admin_addr,
-        manifests = %dir.display(),
-        "listening"
-    );
+    let https = display_addr(listeners.https_addr());
+    let http = display_addr(listeners.http_addr());
+
+    // Folder mode applies its first snapshot before serving; API mode serves at once
+    // (not ready) and turns ready when the first full snapshot from the API is applied.
+    let mut election = None;
+    let follow = match source {
+        Source::Folder(mut folder) => {
+            let contents = folder
+                .load()
+                .map_err(|e| ServeError::Usage(e.to_string()))?;
+            pipeline.rebuild(&contents.objects, contents.diagnostics);
+            health.set_ready(true);
+            tracing::info!(%https, %http, admin = %args.admin_addr, manifests = %folder.root().display(), "listening");
+            tokio::spawn(follow_folder(folder, pipeline))
+        }
+        Source::Kube(client) => {
+            let config = election_config(&args);
+            let leadership = Arc::new(Leadership::default());
+            let campaign = tokio::spawn(run_election(
+                client.clone(),
+                config.clone(),
+                Arc::clone(&leadership),
+            ));
+            election = Some((client.clone(), config.clone(), campaign));
+            tracing::info!(%https, %http, admin = %args.admin_addr, namespaces = ?args.kube.watch_namespaces, "listening; waiting for the first snapshot from the API");
+            let follow = FollowKube {
+                namespaces: args.kube.watch_namespaces.clone(),
+                publish: publish_source(&args),
+                identity: config.identity.clone(),
+                leadership,
+                health: Arc::clone(&health),
+            };
+            tokio::spawn(follow.run(client, pipeline))
+        }
+    };
     let serving = dataplane.serve(listeners);
-    health.set_ready(true);
-    let follow = tokio::spawn(follow_folder(folder, pipeline));
 
     // Shutdown: readiness fails first; after SIGTERM, keep accepting for the delay so
     // load balancers notice; then stop accepting and let requests in flight finish.
@@ -125,6 +164,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         tokio::time::sleep(delay).await;
     }
     follow.abort();
+    if let Some((client, config, campaign)) = election {
+        campaign.abort();
+        leader::release(client, &config).await;
+    }
     let drain = args.limits.drain_timeout;
     tracing::info!(timeout = ?drain, "no longer accepting; waiting for requests in flight");
     if !serving.shutdown(drain).await {
@@ -133,6 +176,106 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     admin_task.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+fn election_config(args: &ServeArgs) -> ElectionConfig {
+    let namespace = args
+        .kube
+        .election_namespace
+        .clone()
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "default".into());
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+    ElectionConfig {
+        namespace,
+        name: args.kube.election_id.clone(),
+        identity,
+        lease_duration: Duration::from_secs(15),
+        retry_period: Duration::from_secs(2),
+    }
+}
+
+fn publish_source(args: &ServeArgs) -> PublishSource {
+    if let Some((namespace, name)) = &args.kube.publish_service {
+        PublishSource::Service {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        }
+    } else if !args.kube.publish_status_address.is_empty() {
+        PublishSource::Addresses(args.kube.publish_status_address.clone())
+    } else {
+        PublishSource::None
+    }
+}
+
+/// API mode's loop: rebuild on settled bursts of watch events, and every 30 s anyway;
+/// as leader, write Ingress status and publish Events after each rebuild, and at once
+/// when leadership is gained.
+struct FollowKube {
+    namespaces: Vec<String>,
+    publish: PublishSource,
+    identity: String,
+    leadership: Arc<Leadership>,
+    health: Arc<Health>,
+}
+
+impl FollowKube {
+    async fn run(self, client: kube::Client, mut pipeline: Pipeline) {
+        let (changes, mut events) = tokio::sync::mpsc::channel(1);
+        let stores = KubeStores::start(&client, &self.namespaces, changes);
+        stores.wait_until_ready().await;
+        let mut objects = stores.objects();
+        let mut last = pipeline.rebuild(&objects, Vec::new());
+        self.health.set_ready(true);
+        tracing::info!("first snapshot from the API applied; ready");
+
+        let mut status = StatusWriter::new(client.clone(), self.publish.clone());
+        let mut event_writer = EventWriter::new(client, self.identity.clone());
+        let mut was_leader = false;
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut ticks: u32 = 0;
+        let mut rebuilt = true;
+        loop {
+            let leader = self.leadership.is_leader();
+            if leader && (rebuilt || !was_leader) {
+                if !was_leader {
+                    event_writer.reset();
+                }
+                status
+                    .sync(&objects.ingresses, &last.translation.ingresses)
+                    .await;
+                event_writer
+                    .publish(&last.translation.diagnostics, &objects)
+                    .await;
+            }
+            was_leader = leader;
+
+            rebuilt = tokio::select! {
+                Some(()) = events.recv() => {
+                    settle(&mut events, Duration::from_millis(50), Duration::from_millis(500)).await;
+                    true
+                }
+                _ = tick.tick() => {
+                    ticks = ticks.wrapping_add(1);
+                    ticks % 15 == 0
+                }
+            };
+            if rebuilt {
+                objects = stores.objects();
+                last = pipeline.rebuild(&objects, Vec::new());
+            }
+        }
+    }
 }
 
 fn display_addr(addr: Option<std::net::SocketAddr>) -> String {
