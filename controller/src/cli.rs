@@ -35,6 +35,12 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve HTTPS and HTTP for the Ingresses in a folder of manifests.
@@ -119,6 +125,16 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    /// One log line per request (target "access"), in the --log-format.
+    #[arg(long, env = "PORTCULLIS_ACCESS_LOG", value_enum, default_value = "on")]
+    pub access_log: OnOff,
+
+    /// Serve /debug/snapshot on the admin port: the served snapshot as JSON, with
+    /// certificate details but never keys. Off by default: the admin port may be
+    /// reachable from inside the cluster.
+    #[arg(long, env = "PORTCULLIS_ENABLE_DEBUG_ENDPOINTS")]
+    pub enable_debug_endpoints: bool,
 
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "PORTCULLIS_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]

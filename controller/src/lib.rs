@@ -10,7 +10,9 @@
 
 pub mod admin;
 pub mod cli;
+pub mod debug;
 pub mod echo;
+pub mod metrics;
 pub mod pipeline;
 pub mod serve;
 pub mod source;

@@ -5,18 +5,33 @@
 //! diagnostics already reported (so the same problem is logged once, not per rebuild).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use portcullis_dataplane::Dataplane;
 use portcullis_dataplane::snapshot::{CertificateId, Snapshot};
 use portcullis_dataplane::tls::CertificateInfo;
 
+use crate::metrics::ControllerMetrics;
 use crate::translate::{Diagnostic, Objects, TranslateConfig, Translation, translate};
+
+/// The snapshot being served and what is known about its certificates, for the debug
+/// endpoint and `explain`.
+#[derive(Debug, Default)]
+pub struct Served {
+    pub snapshot: Arc<Snapshot>,
+    pub certificates: BTreeMap<CertificateId, CertificateInfo>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Where the pipeline leaves the latest [`Served`] for readers on other tasks.
+pub type ServedSlot = Arc<Mutex<Arc<Served>>>;
 
 pub struct Pipeline {
     dataplane: Arc<Dataplane>,
     config: TranslateConfig,
+    metrics: Arc<ControllerMetrics>,
+    slot: ServedSlot,
     served: Arc<Snapshot>,
     applied_once: bool,
     reported: BTreeSet<Diagnostic>,
@@ -39,10 +54,17 @@ pub fn now_unix() -> i64 {
 }
 
 impl Pipeline {
-    pub fn new(dataplane: Arc<Dataplane>, config: TranslateConfig) -> Self {
+    pub fn new(
+        dataplane: Arc<Dataplane>,
+        config: TranslateConfig,
+        metrics: Arc<ControllerMetrics>,
+        slot: ServedSlot,
+    ) -> Self {
         Pipeline {
             dataplane,
             config,
+            metrics,
+            slot,
             served: Arc::new(Snapshot::default()),
             applied_once: false,
             reported: BTreeSet::new(),
@@ -51,12 +73,22 @@ impl Pipeline {
     }
 
     /// Translates `objects` (plus diagnostics the source found itself) and applies the
-    /// snapshot if it changed.
-    pub fn rebuild(&mut self, objects: &Objects, source_diagnostics: Vec<Diagnostic>) -> Rebuild {
+    /// snapshot if it changed. `changed_at` is when the source first saw the change that
+    /// caused this rebuild, for the propagation metric.
+    pub fn rebuild(
+        &mut self,
+        objects: &Objects,
+        source_diagnostics: Vec<Diagnostic>,
+        changed_at: Option<Instant>,
+    ) -> Rebuild {
         let _span = tracing::info_span!("rebuild").entered();
         let started = Instant::now();
-        let mut translation = translate(objects, &self.config, &self.served, now_unix());
+        let now = now_unix();
+        let mut translation = translate(objects, &self.config, &self.served, now);
         let translate_time = started.elapsed();
+        self.metrics
+            .translation_duration
+            .observe(translate_time.as_secs_f64());
         translation.diagnostics.extend(source_diagnostics);
         translation.diagnostics.sort();
 
@@ -77,6 +109,7 @@ impl Pipeline {
             tracing::info!(object = %d.object, reason = %d.reason, "configuration problem resolved");
         }
         self.reported = current;
+        self.metrics.record_diagnostics(&translation.diagnostics);
 
         let changed = !self.applied_once || translation.snapshot != *self.served;
         if changed {
@@ -86,6 +119,12 @@ impl Pipeline {
                 tracing::error!(certificate = %id, %error, "data plane could not load a certificate that passed translation");
             }
             self.log_certificate_changes(&translation.certificates, &snapshot);
+            self.metrics.record_apply(&report);
+            if let Some(changed_at) = changed_at {
+                self.metrics
+                    .propagation
+                    .observe(changed_at.elapsed().as_secs_f64());
+            }
             tracing::info!(
                 hosts = report.hosts,
                 routes = report.routes,
@@ -104,6 +143,19 @@ impl Pipeline {
                 "snapshot unchanged"
             );
         }
+        let served_certificates: BTreeMap<CertificateId, CertificateInfo> = self
+            .served
+            .certificates
+            .iter()
+            .filter_map(|c| Some((c.id.clone(), translation.certificates.get(&c.id)?.clone())))
+            .collect();
+        self.metrics.record_certificates(&served_certificates, now);
+        let served = Served {
+            snapshot: Arc::clone(&self.served),
+            certificates: served_certificates,
+            diagnostics: translation.diagnostics.clone(),
+        };
+        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(served);
         Rebuild {
             translation,
             new_diagnostics,

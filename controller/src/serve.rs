@@ -1,15 +1,19 @@
 //! `portcullis serve`: wires a source, the rebuild pipeline, the data plane and the admin
 //! endpoints together, and runs the shutdown sequence on SIGTERM or SIGINT.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use portcullis_dataplane::metrics::DataplaneMetrics;
 use portcullis_dataplane::{Config, Dataplane, Limits};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::admin::{Health, serve_admin};
-use crate::cli::ServeArgs;
+use crate::admin::{AdminState, Health, serve_admin};
+use crate::cli::{OnOff, ServeArgs};
+use crate::metrics::ControllerMetrics;
 use crate::pipeline::Pipeline;
+use crate::pipeline::{Served, ServedSlot};
 use crate::source::kube::{self as kube_source, KubeSourceError, KubeStores};
 use crate::source::manifests::ManifestFolder;
 use crate::source::watch::{settle, watch_folder};
@@ -51,6 +55,7 @@ pub fn dataplane_config(args: &ServeArgs) -> Config {
         strict_sni: args.strict_sni,
         trusted_proxies: args.trusted_proxies.clone(),
         redirect_https_port: args.redirect_https_port,
+        access_log: args.access_log == OnOff::On,
         limits: Limits {
             request_header_timeout: l.request_header_timeout,
             tls_handshake_timeout: l.tls_handshake_timeout,
@@ -98,7 +103,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         ),
     };
 
-    let dataplane = Arc::new(Dataplane::new(dataplane_config(&args))?);
+    let mut registry = Registry::with_prefix("portcullis");
+    let dataplane_metrics = Arc::new(DataplaneMetrics::new());
+    dataplane_metrics.register(&mut registry);
+    let controller_metrics = Arc::new(ControllerMetrics::new());
+    controller_metrics.register(&mut registry);
+    let slot: ServedSlot = Arc::new(Mutex::new(Arc::new(Served::default())));
+
+    let dataplane = Arc::new(Dataplane::new(dataplane_config(&args), dataplane_metrics)?);
     let listeners = dataplane.bind().await?;
     let admin =
         TcpListener::bind(args.admin_addr)
@@ -114,8 +126,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         );
     }
     let health = Arc::new(Health::default());
-    let admin_task = tokio::spawn(serve_admin(admin, Arc::clone(&health)));
-    let mut pipeline = Pipeline::new(Arc::clone(&dataplane), translate_config(&args));
+    let admin_state = AdminState {
+        health: Arc::clone(&health),
+        registry: Arc::new(registry),
+        served: args.enable_debug_endpoints.then(|| Arc::clone(&slot)),
+    };
+    let admin_task = tokio::spawn(serve_admin(admin, Arc::new(admin_state)));
+    let mut pipeline = Pipeline::new(
+        Arc::clone(&dataplane),
+        translate_config(&args),
+        controller_metrics,
+        slot,
+    );
     let https = display_addr(listeners.https_addr());
     let http = display_addr(listeners.http_addr());
 
@@ -127,7 +149,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             let contents = folder
                 .load()
                 .map_err(|e| ServeError::Usage(e.to_string()))?;
-            pipeline.rebuild(&contents.objects, contents.diagnostics);
+            pipeline.rebuild(&contents.objects, contents.diagnostics, None);
             health.set_ready(true);
             tracing::info!(%https, %http, admin = %args.admin_addr, manifests = %folder.root().display(), "listening");
             tokio::spawn(follow_folder(folder, pipeline))
@@ -235,7 +257,7 @@ impl FollowKube {
         let stores = KubeStores::start(&client, &self.namespaces, changes);
         stores.wait_until_ready().await;
         let mut objects = stores.objects();
-        let mut last = pipeline.rebuild(&objects, Vec::new());
+        let mut last = pipeline.rebuild(&objects, Vec::new(), None);
         self.health.set_ready(true);
         tracing::info!("first snapshot from the API applied; ready");
 
@@ -260,8 +282,10 @@ impl FollowKube {
             }
             was_leader = leader;
 
+            let mut changed_at = None;
             rebuilt = tokio::select! {
                 Some(()) = events.recv() => {
+                    changed_at = Some(std::time::Instant::now());
                     settle(&mut events, Duration::from_millis(50), Duration::from_millis(500)).await;
                     true
                 }
@@ -272,7 +296,7 @@ impl FollowKube {
             };
             if rebuilt {
                 objects = stores.objects();
-                last = pipeline.rebuild(&objects, Vec::new());
+                last = pipeline.rebuild(&objects, Vec::new(), changed_at);
             }
         }
     }
@@ -301,15 +325,17 @@ async fn follow_folder(mut folder: ManifestFolder, mut pipeline: Pipeline) {
     let mut tick = tokio::time::interval(period);
     tick.tick().await;
     loop {
+        let mut changed_at = None;
         tokio::select! {
             Some(()) = events.recv() => {
+                changed_at = Some(std::time::Instant::now());
                 settle(&mut events, Duration::from_millis(20), Duration::from_millis(250)).await;
             }
             _ = tick.tick() => {}
         }
         match folder.load() {
             Ok(contents) => {
-                pipeline.rebuild(&contents.objects, contents.diagnostics);
+                pipeline.rebuild(&contents.objects, contents.diagnostics, changed_at);
             }
             Err(error) => {
                 tracing::warn!(%error, "cannot read the manifest folder; serving the last good snapshot");

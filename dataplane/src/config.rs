@@ -20,6 +20,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// The port in `Location` of HTTP-to-HTTPS redirects; 443 gives a URL without one.
     pub redirect_https_port: u16,
+    /// One log line per request, with target `access`.
+    pub access_log: bool,
     pub limits: Limits,
 }
 

@@ -12,6 +12,7 @@
 pub mod body;
 pub mod config;
 pub mod listener;
+pub mod metrics;
 pub mod proxy;
 pub mod routing;
 pub mod runtime;
@@ -32,6 +33,7 @@ pub use config::{Config, Limits, MIN_REQUEST_HEADER_BYTES};
 pub use runtime::ApplyReport;
 pub use snapshot::Snapshot;
 
+use metrics::DataplaneMetrics;
 use runtime::Runtime;
 use tls::ServedCertificate;
 use upstream::{Pool, PoolConfig};
@@ -56,6 +58,7 @@ pub struct Shared {
     pub runtime: Arc<ArcSwap<Runtime>>,
     pub pool: Arc<Pool>,
     pub connections: Arc<Semaphore>,
+    pub metrics: Arc<DataplaneMetrics>,
 }
 
 /// The data plane: apply snapshots, bind, serve, drain.
@@ -88,7 +91,7 @@ pub struct Serving {
 }
 
 impl Dataplane {
-    pub fn new(config: Config) -> Result<Self, DataplaneError> {
+    pub fn new(config: Config, metrics: Arc<DataplaneMetrics>) -> Result<Self, DataplaneError> {
         let placeholder = Arc::new(tls::generate_placeholder()?);
         let runtime = Arc::new(ArcSwap::from_pointee(Runtime::empty(Arc::clone(
             &placeholder,
@@ -108,6 +111,7 @@ impl Dataplane {
             runtime,
             pool,
             connections,
+            metrics,
         });
         Ok(Dataplane {
             shared,

@@ -77,6 +77,8 @@ pub enum Reason {
     CertificateExpired,
     /// The certificate does not cover a host it is listed for.
     CertificateHostMismatch,
+    /// The certificate expires within 14 days.
+    CertificateExpiringSoon,
     SecretNotFound,
     /// The Secret is not of type `kubernetes.io/tls`.
     SecretWrongType,
@@ -101,6 +103,7 @@ impl Reason {
             Reason::InvalidCertificate => "InvalidCertificate",
             Reason::CertificateExpired => "CertificateExpired",
             Reason::CertificateHostMismatch => "CertificateHostMismatch",
+            Reason::CertificateExpiringSoon => "CertificateExpiringSoon",
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretWrongType => "SecretWrongType",
             Reason::ServiceNotFound => "ServiceNotFound",

@@ -35,6 +35,8 @@ pub use diagnostic::{Diagnostic, Kind, ObjectRef, Reason};
 use secret::{LoadedSecret, SecretProblem, load_secret};
 use validate::{parse_host, parse_path};
 
+use crate::metrics::EXPIRY_WARNING_DAYS;
+
 /// Everything translation reads. Sources keep these in stores and hand over a view.
 #[derive(Debug, Default, Clone)]
 pub struct Objects {
@@ -392,7 +394,7 @@ impl Translator<'_> {
                         "{}; still serving the last good certificate from this Secret",
                         problem.message
                     );
-                    self.report(object, secret_field, problem.reason, message);
+                    self.report(object, secret_field.clone(), problem.reason, message);
                     last_good
                 }
                 None => {
@@ -417,11 +419,32 @@ impl Translator<'_> {
             self.report(object, field, Reason::CertificateHostMismatch, message);
             return;
         }
+        self.warn_if_expiring(object, &secret_field, &loaded);
         let id = loaded.certificate.id.clone();
         if let Some(state) = self.hosts.get_mut(&pattern) {
             state.certificate = Some(id.clone());
         }
         self.certificates.entry(id).or_insert(loaded);
+    }
+
+    /// A certificate that expires within two weeks gets a diagnostic whose message names
+    /// the days left, so it is told again each day rather than on every rebuild.
+    fn warn_if_expiring(&mut self, object: &ObjectRef, field: &str, loaded: &LoadedSecret) {
+        let left = loaded.info.not_after_unix - self.now_unix;
+        if left >= EXPIRY_WARNING_DAYS * 86_400 {
+            return;
+        }
+        let days = left / 86_400;
+        let when = if days == 0 {
+            "today".to_owned()
+        } else {
+            format!("in {days} days")
+        };
+        let message = format!(
+            "the certificate in Secret {} expires {when} ({}); renew it",
+            loaded.certificate.id, loaded.info.not_after
+        );
+        self.report(object, field, Reason::CertificateExpiringSoon, message);
     }
 
     fn load_secret(&mut self, namespace: &str, name: &str) -> Result<LoadedSecret, SecretProblem> {
@@ -430,7 +453,26 @@ impl Translator<'_> {
             return result.clone();
         }
         let secret = self.secrets.get(&(namespace, name)).copied();
-        let result = load_secret(secret, namespace, name, self.now_unix);
+        let mut result = load_secret(secret, namespace, name, self.now_unix);
+        if let Err(problem) = &mut result
+            && problem.reason == Reason::SecretNotFound
+        {
+            // The commonest cause: the Secret exists, but in another namespace.
+            let mut elsewhere: Vec<&str> = self
+                .secrets
+                .keys()
+                .filter(|(ns, n)| *n == name && *ns != namespace)
+                .map(|(ns, _)| *ns)
+                .collect();
+            elsewhere.sort();
+            if !elsewhere.is_empty() {
+                problem.message.push_str(&format!(
+                    "; a Secret named {name} exists in namespace {}, but an Ingress can only use \
+                     Secrets in its own namespace",
+                    elsewhere.join(", ")
+                ));
+            }
+        }
         self.loaded.insert(key, result.clone());
         result
     }
@@ -459,6 +501,8 @@ impl Translator<'_> {
             .or_else(|problem| self.last_good(&namespace, &name).ok_or(problem))
         {
             Ok(loaded) => {
+                let object = ObjectRef::new(Kind::Secret, &namespace, &name);
+                self.warn_if_expiring(&object, "data", &loaded);
                 let id = loaded.certificate.id.clone();
                 self.certificates.entry(id.clone()).or_insert(loaded);
                 Some(id)

@@ -6,6 +6,7 @@
 //! in flight, HTTP/2 sends GOAWAY and lets its open streams end.
 
 mod activity;
+mod completion;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,9 +15,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::Request;
-use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -29,9 +28,11 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::Shared;
-use crate::body::{BoxError, ResponseBody};
+
+use crate::metrics::{ListenerLabels, handshake_failure};
 use crate::proxy::{self, ConnectionInfo, TlsInfo};
 pub use activity::{Activity, Expired, RequestGuard, Tracked};
+use completion::{Completion, CompletionBody};
 
 /// Keeps one clone per live connection; when all are dropped, the drain is over.
 pub type ConnectionTracker = mpsc::Sender<()>;
@@ -90,6 +91,16 @@ async fn serve_connection(
     let Ok(local) = stream.local_addr() else {
         return;
     };
+    let listener = if tls.is_some() { "https" } else { "http" };
+    let gauge = shared
+        .metrics
+        .connections
+        .get_or_create(&ListenerLabels { listener })
+        .clone();
+    gauge.inc();
+    let _open = scopeguard(move || {
+        gauge.dec();
+    });
     let limits = &shared.config.limits;
     let activity = Activity::new();
 
@@ -109,16 +120,34 @@ async fn serve_connection(
         Ok(Ok(tls_stream)) => tls_stream,
         Ok(Err(error)) => {
             tracing::debug!(%error, "TLS handshake failed");
+            shared.metrics.handshake_failed(handshake_failure(&error));
             return;
         }
         Err(_) => {
             tracing::debug!("TLS handshake timed out");
+            shared.metrics.handshake_failed("timeout");
             return;
         }
     };
     let (_, session) = tls_stream.get_ref();
     let sni = session.server_name().map(str::to_owned);
-    let h2 = session.alpn_protocol() == Some(b"h2");
+    let alpn = match session.alpn_protocol() {
+        Some(b"h2") => "h2",
+        Some(b"http/1.1") => "http/1.1",
+        Some(_) => "other",
+        None => "none",
+    };
+    let h2 = alpn == "h2";
+    let version = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "other",
+    };
+    let suite = session
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .unwrap_or("other");
+    shared.metrics.handshake_ok(version, suite, alpn);
     let certificate = {
         let runtime = shared.runtime.load();
         Arc::clone(
@@ -132,7 +161,11 @@ async fn serve_connection(
     let info = Arc::new(ConnectionInfo {
         peer,
         local,
-        tls: Some(TlsInfo { sni, certificate }),
+        tls: Some(TlsInfo {
+            sni,
+            version,
+            certificate,
+        }),
     });
     let io = Tracked::new(tls_stream, Arc::clone(&activity));
     run_http(shared, io, info, activity, h2, stop).await;
@@ -156,17 +189,24 @@ async fn run_http<S>(
         let activity = Arc::clone(&activity);
         service_fn(move |req: Request<Incoming>| {
             let guard = activity.request_started();
+            let started = std::time::Instant::now();
             let shared = Arc::clone(&shared);
             let info = Arc::clone(&info);
             async move {
-                let response = proxy::handle(shared, info, req).await;
-                Ok::<_, Infallible>(response.map(|body| {
-                    GuardedBody {
-                        inner: body,
-                        _guard: guard,
-                    }
-                    .boxed()
-                }))
+                let (response, record) =
+                    proxy::handle(Arc::clone(&shared), Arc::clone(&info), req).await;
+                let status = response.status().as_u16();
+                let completion = Completion {
+                    shared,
+                    conn: info,
+                    record,
+                    status,
+                    started,
+                    guard,
+                };
+                Ok::<_, Infallible>(
+                    response.map(|body| CompletionBody::new(body, completion).boxed()),
+                )
             }
         })
     };
@@ -267,28 +307,15 @@ async fn drive<C>(
     }
 }
 
-/// A response body that holds the request's guard until the body ends.
-struct GuardedBody {
-    inner: ResponseBody,
-    _guard: RequestGuard,
-}
-
-impl Body for GuardedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+/// Runs `f` when dropped.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
     }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
+    Guard(Some(f))
 }

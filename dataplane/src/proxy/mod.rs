@@ -12,9 +12,10 @@ mod headers;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -25,6 +26,7 @@ pub use headers::{is_upgrade_request, strip_hop_by_hop};
 
 use crate::Shared;
 use crate::body::{IdleTimeoutBody, ResponseBody, UpstreamBody, empty};
+use crate::metrics::ServiceLabels;
 use crate::routing::{HostError, PathError, normalize_host, normalize_path};
 use crate::tls::ServedCertificate;
 use crate::upstream::{Cluster, PooledSender};
@@ -42,28 +44,59 @@ pub struct ConnectionInfo {
 #[derive(Debug)]
 pub struct TlsInfo {
     pub sni: Option<String>,
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: &'static str,
     /// The certificate this connection's handshake got.
     pub certificate: Arc<ServedCertificate>,
 }
 
 const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
+/// What happened to one request, for its metrics and access-log line. The strings are
+/// filled only when the access log is on.
+#[derive(Debug)]
+pub struct RequestRecord {
+    pub method: Method,
+    pub host: Option<String>,
+    /// The normalised path, without the query.
+    pub path: Option<String>,
+    pub ingress: Option<Arc<str>>,
+    pub service: Option<Arc<str>>,
+    pub upstream: Option<SocketAddr>,
+    pub upstream_duration: Option<Duration>,
+    pub request_id: Option<HeaderValue>,
+    pub bytes_in: Option<Arc<AtomicU64>>,
+}
+
 /// Serves one request.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnectionInfo>,
     req: Request<Incoming>,
-) -> Response<ResponseBody> {
-    match route_and_forward(&shared, &conn, req).await {
+) -> (Response<ResponseBody>, RequestRecord) {
+    let mut record = RequestRecord {
+        method: req.method().clone(),
+        host: None,
+        path: None,
+        ingress: None,
+        service: None,
+        upstream: None,
+        upstream_duration: None,
+        request_id: None,
+        bytes_in: None,
+    };
+    let response = match route_and_forward(&shared, &conn, req, &mut record).await {
         Ok(response) => response,
         Err(answer) => answer.into_response(),
-    }
+    };
+    (response, record)
 }
 
 async fn route_and_forward(
     shared: &Arc<Shared>,
     conn: &ConnectionInfo,
     mut req: Request<Incoming>,
+    record: &mut RequestRecord,
 ) -> Result<Response<ResponseBody>, Answer> {
     // A protocol switch (WebSocket) is claimed now, before the request is taken apart.
     let upgrade = req.version() == Version::HTTP_11 && is_upgrade_request(req.headers());
@@ -82,7 +115,15 @@ async fn route_and_forward(
         .to_str()
         .map_err(|_| Answer::BadHost(HostError::Invalid))?;
     let host = normalize_host(raw_host).map_err(Answer::BadHost)?;
+    let access_log = shared.config.access_log;
+    if access_log {
+        record.host = Some(host.clone().into_owned());
+        record.path = Some(req.uri().path().to_owned());
+    }
     let path = normalize_path(req.uri().path()).map_err(Answer::BadPath)?;
+    if access_log && path.as_ref() != req.uri().path() {
+        record.path = Some(path.clone().into_owned());
+    }
     let runtime = shared.runtime.load();
 
     // 421: the host would get another certificate, and this connection's does not cover
@@ -116,11 +157,12 @@ async fn route_and_forward(
         }
     }
 
+    record.ingress = matched.route.map(|r| Arc::clone(&r.source));
     let cluster = match matched.route {
         Some(route) => route.cluster.clone().ok_or(Answer::NoEndpoints)?,
         None => runtime.default_backend.clone().ok_or(Answer::NoRoute)?,
     };
-    let route_source = matched.route.map(|r| Arc::clone(&r.source));
+    record.service = Some(Arc::clone(&cluster.label));
     // Let go of the snapshot before awaiting the upstream, so a long request does not
     // keep an old snapshot alive.
     drop(runtime);
@@ -144,7 +186,7 @@ async fn route_and_forward(
             port: conn.local.port(),
         },
     );
-    let request_id = ensure_request_id(&mut parts.headers);
+    record.request_id = Some(ensure_request_id(&mut parts.headers));
     parts.uri = uri;
     parts.version = Version::HTTP_11;
 
@@ -153,20 +195,22 @@ async fn route_and_forward(
         empty_upstream()
     } else {
         let counted = Arc::new(AtomicU64::new(0));
+        record.bytes_in = Some(Arc::clone(&counted));
         IdleTimeoutBody::new(body, shared.config.limits.client_body_idle_timeout, counted).boxed()
     };
     let upstream_req = Request::from_parts(parts, body);
 
     let pooled = checkout(shared, &cluster).await?;
-    let addr = pooled.addr;
-    tracing::debug!(
-        request_id = ?request_id,
-        upstream = %addr,
-        backend = %cluster.id,
-        ingress = route_source.as_deref().unwrap_or("default-backend"),
-        "forwarding request"
-    );
-    let response = send(shared, pooled, upstream_req).await?;
+    record.upstream = Some(pooled.addr);
+    let sent = Instant::now();
+    let response = send(shared, pooled, upstream_req).await;
+    let upstream_duration = sent.elapsed();
+    record.upstream_duration = Some(upstream_duration);
+    shared
+        .metrics
+        .upstream_duration
+        .observe(upstream_duration.as_secs_f64());
+    let response = response?;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Ok(switch_protocols(response, client_upgrade));
@@ -204,15 +248,29 @@ fn redirect_location(host: &str, port: u16, path: &str, query: Option<&str>) -> 
 /// A connection to an endpoint; a failed connect is retried once on another endpoint.
 async fn checkout(shared: &Shared, cluster: &Cluster) -> Result<PooledSender, Answer> {
     let first = cluster.pick(None).ok_or(Answer::NoEndpoints)?;
+    let service = ServiceLabels {
+        service: Arc::clone(&cluster.label),
+    };
     match shared.pool.checkout(first).await {
         Ok(pooled) => Ok(pooled),
         Err(error) => {
+            shared
+                .metrics
+                .upstream_connect_errors
+                .get_or_create(&service)
+                .inc();
             let Some(second) = cluster.pick(Some(first)).filter(|s| *s != first) else {
                 tracing::warn!(backend = %cluster.id, %error, "upstream connect failed");
                 return Err(Answer::UpstreamUnreachable);
             };
             tracing::debug!(backend = %cluster.id, %error, retry = %second, "upstream connect failed, retrying");
+            shared
+                .metrics
+                .upstream_retries
+                .get_or_create(&service)
+                .inc();
             shared.pool.checkout(second).await.map_err(|error| {
+                shared.metrics.upstream_connect_errors.get_or_create(&service).inc();
                 tracing::warn!(backend = %cluster.id, %error, "upstream connect failed after retry");
                 Answer::UpstreamUnreachable
             })

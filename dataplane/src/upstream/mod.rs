@@ -7,6 +7,7 @@
 mod pool;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use pool::{Pool, PoolConfig, PooledSender, UpstreamError};
@@ -17,6 +18,8 @@ use crate::snapshot::BackendId;
 #[derive(Debug)]
 pub struct Cluster {
     pub id: BackendId,
+    /// The id as a metric label.
+    pub label: Arc<str>,
     pub endpoints: Vec<SocketAddr>,
     next: AtomicUsize,
 }
@@ -25,8 +28,10 @@ impl Cluster {
     /// `start` spreads the first picks of a fresh snapshot, so frequent snapshots do not
     /// send every first request to the same endpoint.
     pub fn new(id: BackendId, endpoints: Vec<SocketAddr>, start: usize) -> Self {
+        let label = Arc::from(id.0.as_str());
         Cluster {
             id,
+            label,
             endpoints,
             next: AtomicUsize::new(start),
         }
