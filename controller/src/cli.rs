@@ -45,6 +45,9 @@ pub enum OnOff {
 pub enum Command {
     /// Serve HTTPS and HTTP for the Ingresses in a folder of manifests.
     Serve(Box<ServeArgs>),
+    /// Explain what Portcullis does for a host (and path), and why; or list every host
+    /// with its certificate state. Exits 1 when something is wrong, for pipelines.
+    Explain(Box<ExplainArgs>),
     /// Run a tiny HTTP server that answers with what it received (a smoke-test backend).
     Echo(EchoArgs),
 }
@@ -81,26 +84,8 @@ pub struct ServeArgs {
     )]
     pub admin_addr: SocketAddr,
 
-    /// Our class name, for the legacy kubernetes.io/ingress.class annotation.
-    #[arg(long, env = "PORTCULLIS_INGRESS_CLASS", default_value = "portcullis")]
-    pub ingress_class: String,
-
-    /// The spec.controller value of IngressClasses that are ours.
-    #[arg(
-        long,
-        env = "PORTCULLIS_CONTROLLER_NAME",
-        default_value = "portcullis.dev/ingress-controller"
-    )]
-    pub controller_name: String,
-
-    /// Also serve Ingresses that name no IngressClass at all.
-    #[arg(long, env = "PORTCULLIS_WATCH_INGRESS_WITHOUT_CLASS")]
-    pub watch_ingress_without_class: bool,
-
-    /// The kubernetes.io/tls Secret served when SNI is absent or matches no host.
-    /// Without it, a self-signed placeholder is generated at start-up.
-    #[arg(long, env = "PORTCULLIS_DEFAULT_CERTIFICATE", value_name = "NAMESPACE/NAME", value_parser = parse_object_key)]
-    pub default_certificate: Option<(String, String)>,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
 
     /// Refuse TLS handshakes without SNI or for names with no certificate, instead of
     /// answering with the default certificate.
@@ -139,6 +124,32 @@ pub struct ServeArgs {
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "PORTCULLIS_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: Option<u16>,
+}
+
+/// Which Ingresses are ours, and the default certificate: shared by `serve` and
+/// `explain`, so both decide the same way.
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// Our class name, for the legacy kubernetes.io/ingress.class annotation.
+    #[arg(long, env = "PORTCULLIS_INGRESS_CLASS", default_value = "portcullis")]
+    pub ingress_class: String,
+
+    /// The spec.controller value of IngressClasses that are ours.
+    #[arg(
+        long,
+        env = "PORTCULLIS_CONTROLLER_NAME",
+        default_value = "portcullis.dev/ingress-controller"
+    )]
+    pub controller_name: String,
+
+    /// Also serve Ingresses that name no IngressClass at all.
+    #[arg(long, env = "PORTCULLIS_WATCH_INGRESS_WITHOUT_CLASS")]
+    pub watch_ingress_without_class: bool,
+
+    /// The kubernetes.io/tls Secret served when SNI is absent or matches no host.
+    /// Without it, a self-signed placeholder is generated at start-up.
+    #[arg(long, env = "PORTCULLIS_DEFAULT_CERTIFICATE", value_name = "NAMESPACE/NAME", value_parser = parse_object_key)]
+    pub default_certificate: Option<(String, String)>,
 }
 
 /// The Kubernetes API source (used when --manifests is not given).
@@ -214,6 +225,38 @@ pub struct LimitArgs {
     /// After accepting stops, how long requests in flight may take to finish.
     #[arg(long, env = "PORTCULLIS_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The host to explain, as a client would send it. Without it: every host.
+    pub host: Option<String>,
+
+    /// A request path to route, e.g. /api/orders.
+    pub path: Option<String>,
+
+    /// Read a folder of manifests instead of the Kubernetes API.
+    #[arg(long, env = "PORTCULLIS_MANIFESTS", value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+
+    #[arg(long, env = "PORTCULLIS_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    #[arg(long = "watch-namespace", env = "PORTCULLIS_WATCH_NAMESPACE", value_delimiter = ',', value_name = "NS", value_parser = parse_name)]
+    pub watch_namespaces: Vec<String>,
+
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+
+    /// `text` for people (aligned columns, colour on a terminal), `json` for scripts.
+    #[arg(long, short, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use portcullis_controller::cli::{Cli, Command, LogFormat};
-use portcullis_controller::{echo, serve};
+use portcullis_controller::{echo, explain, serve};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
 
     let worker_threads = match &cli.command {
         Command::Serve(args) => args.worker_threads,
-        Command::Echo(_) => Some(1),
+        Command::Echo(_) | Command::Explain(_) => Some(1),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
@@ -56,6 +56,13 @@ fn main() -> ExitCode {
                 Err(error) => {
                     eprintln!("portcullis: {error}");
                     ExitCode::from(error.exit_code())
+                }
+            },
+            Command::Explain(args) => match explain::run(*args).await {
+                Ok(code) => ExitCode::from(code),
+                Err(error) => {
+                    eprintln!("portcullis: {error}");
+                    ExitCode::from(2)
                 }
             },
             Command::Echo(args) => {

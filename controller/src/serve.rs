@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::admin::{AdminState, Health, serve_admin};
-use crate::cli::{OnOff, ServeArgs};
+use crate::cli::{OnOff, SelectionArgs, ServeArgs};
 use crate::metrics::ControllerMetrics;
 use crate::pipeline::Pipeline;
 use crate::pipeline::{Served, ServedSlot};
@@ -70,7 +70,7 @@ pub fn dataplane_config(args: &ServeArgs) -> Config {
     }
 }
 
-pub fn translate_config(args: &ServeArgs) -> TranslateConfig {
+pub fn translate_config(args: &SelectionArgs) -> TranslateConfig {
     TranslateConfig {
         class: ClassConfig {
             ingress_class: args.ingress_class.clone(),
@@ -119,7 +119,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                 addr: args.admin_addr,
                 source,
             })?;
-    if args.default_certificate.is_none() {
+    if args.selection.default_certificate.is_none() {
         tracing::warn!(
             "no --default-certificate: handshakes without SNI or for unknown names get a generated \
              self-signed placeholder"
@@ -134,7 +134,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let admin_task = tokio::spawn(serve_admin(admin, Arc::new(admin_state)));
     let mut pipeline = Pipeline::new(
         Arc::clone(&dataplane),
-        translate_config(&args),
+        translate_config(&args.selection),
         controller_metrics,
         slot,
     );

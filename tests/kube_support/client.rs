@@ -88,7 +88,11 @@ impl TlsClient {
     }
 
     /// TCP connect and TLS handshake with `sni`.
-    pub async fn connect(&self, addr: SocketAddr, sni: &str) -> Result<TlsStream<TcpStream>, String> {
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        sni: &str,
+    ) -> Result<TlsStream<TcpStream>, String> {
         let server_name =
             ServerName::try_from(sni.to_owned()).map_err(|e| format!("bad SNI {sni:?}: {e}"))?;
         let handshake = async {
@@ -201,7 +205,13 @@ where
 
 fn peer_certificate(stream: &TlsStream<TcpStream>) -> Option<CertificateDer<'static>> {
     let (_, connection) = stream.get_ref();
-    Some(connection.peer_certificates()?.first()?.clone().into_owned())
+    Some(
+        connection
+            .peer_certificates()?
+            .first()?
+            .clone()
+            .into_owned(),
+    )
 }
 
 fn provider() -> Arc<CryptoProvider> {

@@ -235,7 +235,8 @@ impl Cluster {
     }
 
     async fn grant_controller_cluster_roles(&self, rbac: Rbac) {
-        self.create_cluster_role(CONTROLLER_ROLE, &[CLUSTER_RULES]).await;
+        self.create_cluster_role(CONTROLLER_ROLE, &[CLUSTER_RULES])
+            .await;
         self.bind_cluster_role(CONTROLLER_ROLE).await;
         self.create_cluster_role(CONTROLLER_NAMESPACED_ROLE, &[NAMESPACED_RULES])
             .await;
@@ -297,8 +298,12 @@ impl Cluster {
         let kubeconfig = self.dir.path().join("second-admin.kubeconfig");
         write_kubeconfig(&kubeconfig, self.dir.path(), port, "admin");
         let client = client_from(&kubeconfig).await;
-        let mut process =
-            spawn_apiserver(self.dir.path(), port, &self.etcd_url, "kube-apiserver-second");
+        let mut process = spawn_apiserver(
+            self.dir.path(),
+            port,
+            &self.etcd_url,
+            "kube-apiserver-second",
+        );
         wait_for_readyz(&client, &mut process).await;
         SecondApiServer { client, process }
     }
@@ -362,15 +367,16 @@ async fn wait_for_etcd(etcd: &mut Process, port: u16) {
 
 async fn wait_for_readyz(client: &Client, apiserver: &mut Process) {
     let start = Instant::now();
-    let mut last = String::new();
     loop {
         apiserver.assert_running();
-        let request = http::Request::get("/readyz").body(Vec::new()).expect("request");
-        match client.request_text(request).await {
+        let request = http::Request::get("/readyz")
+            .body(Vec::new())
+            .expect("request");
+        let last = match client.request_text(request).await {
             Ok(text) if text.trim() == "ok" => return,
-            Ok(text) => last = text,
-            Err(error) => last = error.to_string(),
-        }
+            Ok(text) => text,
+            Err(error) => error.to_string(),
+        };
         assert!(
             start.elapsed() < APISERVER_READY_TIMEOUT,
             "{} not ready after {APISERVER_READY_TIMEOUT:?} (last answer: {last}):\n{}",
@@ -414,7 +420,10 @@ fn write_kubeconfig(path: &Path, dir: &Path, port: u16, user: &str) {
         "current-context": "e2e",
     });
     // JSON is YAML: kubectl, kube-rs and the controller all read it.
-    write(path, &serde_json::to_string_pretty(&config).expect("kubeconfig"));
+    write(
+        path,
+        &serde_json::to_string_pretty(&config).expect("kubeconfig"),
+    );
 }
 
 async fn client_from(kubeconfig: &Path) -> Client {

@@ -74,7 +74,9 @@ impl Netns {
         };
         let steps: [&[&str]; 7] = [
             &["netns", "add", &name],
-            &["link", "add", &host_veth, "type", "veth", "peer", "name", &peer_veth],
+            &[
+                "link", "add", &host_veth, "type", "veth", "peer", "name", &peer_veth,
+            ],
             &["link", "set", &peer_veth, "netns", &name],
             &["addr", "add", &host_addr, "dev", &host_veth],
             &["link", "set", &host_veth, "up"],
@@ -106,7 +108,15 @@ impl Netns {
         let cidr = format!("{address}/28");
         run(
             tools::ip(),
-            &["-n", &self.name, "addr", "add", &cidr, "dev", &self.peer_veth],
+            &[
+                "-n",
+                &self.name,
+                "addr",
+                "add",
+                &cidr,
+                "dev",
+                &self.peer_veth,
+            ],
         )
         .unwrap_or_else(|e| panic!("adding {address} in {}: {e}", self.name));
         wait_reachable(address);

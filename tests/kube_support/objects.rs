@@ -35,10 +35,16 @@ where
     K: Resource<Scope = NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
     K::DynamicType: Default,
 {
-    let namespace = object.namespace().expect("namespaced object has a namespace");
+    let namespace = object
+        .namespace()
+        .expect("namespaced object has a namespace");
     let name = object.name_any();
     Api::<K>::namespaced(client.clone(), &namespace)
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
         .await
         .unwrap_or_else(|e| panic!("apply {} {namespace}/{name}: {e}", kind::<K>()))
 }
@@ -51,7 +57,11 @@ where
 {
     let name = object.name_any();
     Api::<K>::all(client.clone())
-        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
         .await
         .unwrap_or_else(|e| panic!("apply {} {name}: {e}", kind::<K>()))
 }
@@ -173,7 +183,10 @@ impl IngressBuilder {
     }
 
     pub fn tls(mut self, hosts: &[&str], secret: &str) -> Self {
-        let tls = self.value["spec"]["tls"].as_array().cloned().unwrap_or_default();
+        let tls = self.value["spec"]["tls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mut tls = tls;
         tls.push(json!({ "hosts": hosts, "secretName": secret }));
         self.value["spec"]["tls"] = tls.into();
@@ -225,9 +238,10 @@ pub async fn events_about(client: &Client, namespace: &str, kind: &str, name: &s
         .items
         .into_iter()
         .filter(|event| {
-            event.regarding.as_ref().is_some_and(|r| {
-                r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name)
-            })
+            event
+                .regarding
+                .as_ref()
+                .is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
         })
         .collect()
 }

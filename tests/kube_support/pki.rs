@@ -45,10 +45,9 @@ impl Ca {
 
     /// A serving certificate for DNS names and IP addresses (both given as text).
     pub fn server(&self, names: &[&str]) -> Leaf {
-        let mut params = CertificateParams::new(
-            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
-        )
-        .expect("valid subject alternative names");
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+                .expect("valid subject alternative names");
         params.distinguished_name = name(names.first().copied().unwrap_or("server"), None);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

@@ -57,7 +57,9 @@ impl Process {
         let mut command = match tools::setpriv() {
             Some(setpriv) => {
                 let mut command = Command::new(setpriv);
-                command.args(["--pdeathsig", "KILL", "--"]).arg(program.as_ref());
+                command
+                    .args(["--pdeathsig", "KILL", "--"])
+                    .arg(program.as_ref());
                 command
             }
             None => Command::new(program.as_ref()),
@@ -141,7 +143,10 @@ impl Process {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        eprintln!("{} (pid {pid}) ignored SIGTERM for {timeout:?}; killing", self.name);
+        eprintln!(
+            "{} (pid {pid}) ignored SIGTERM for {timeout:?}; killing",
+            self.name
+        );
         self.kill();
         self.exited
     }

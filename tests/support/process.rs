@@ -60,8 +60,10 @@ impl Portcullis {
                 .arg(manifests.dir())
                 .args(["--https-addr", &https.to_string()])
                 .args(["--http-addr", &http.to_string()])
-                .args(["--admin-addr", &admin.to_string()])
-                .args(["--shutdown-delay", "0s"]);
+                .args(["--admin-addr", &admin.to_string()]);
+            if !extra.contains(&"--shutdown-delay") {
+                command.args(["--shutdown-delay", "0s"]);
+            }
             if !extra.contains(&"--redirect-https-port") {
                 command.args(["--redirect-https-port", &https.port().to_string()]);
             }
