@@ -291,7 +291,7 @@ impl FollowKube {
                 }
                 _ = tick.tick() => {
                     ticks = ticks.wrapping_add(1);
-                    ticks % 15 == 0
+                    ticks.is_multiple_of(15)
                 }
             };
             if rebuilt {

@@ -161,7 +161,9 @@ mod tests {
         let ours = class("portcullis", OURS, false);
         let ours_default = class("portcullis", OURS, true);
         let theirs = class("nginx", "k8s.io/ingress-nginx", true);
-        let cases: Vec<(&str, Ingress, Vec<Arc<IngressClass>>, bool, bool)> = vec![
+        // (case, ingress, classes, --watch-ingress-without-class, ours?)
+        type Case = (&'static str, Ingress, Vec<Arc<IngressClass>>, bool, bool);
+        let cases: Vec<Case> = vec![
             (
                 "class name of ours",
                 ingress(Some("portcullis"), None),

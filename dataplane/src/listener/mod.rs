@@ -241,6 +241,9 @@ async fn run_http<S>(
             .timer(TokioTimer::new())
             .header_read_timeout(None)
             .max_buf_size(limits.max_request_header_bytes)
+            // max_buf_size alone stops only heads still incomplete at the limit: one big
+            // read can bring in a whole head past it. This checks the parsed head (431).
+            .max_header_size(limits.max_request_header_bytes)
             .keep_alive(true);
         let connection = pin!(builder.serve_connection(io, service).with_upgrades());
         drive(

@@ -175,6 +175,9 @@ async fn route_and_forward(
     let uri = Uri::try_from(path_and_query).map_err(|_| Answer::BadPath(PathError::BadEscape))?;
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrade);
+    if parts.version == Version::HTTP_2 {
+        join_cookies(&mut parts.headers);
+    }
     parts.headers.insert(header::HOST, host_header.clone());
     set_forwarded(
         &mut parts.headers,
@@ -221,6 +224,23 @@ async fn route_and_forward(
         parts,
         body.map_err(Into::into).boxed(),
     ))
+}
+
+/// HTTP/2 clients may split `Cookie` into one field per cookie; an HTTP/1.1 upstream
+/// must get them joined with "; " (RFC 9113, section 8.2.3).
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(_), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, value);
+    }
 }
 
 fn empty_upstream() -> UpstreamBody {
@@ -348,4 +368,31 @@ fn switch_protocols(
     });
     let (parts, _) = response.into_parts();
     Response::from_parts(parts, empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_http2_cookies_are_joined_for_http1_upstreams() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut headers);
+        assert_eq!(headers.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(headers[header::COOKIE], "a=1; b=2");
+    }
+
+    #[test]
+    fn redirect_locations_keep_the_query_and_omit_port_443() {
+        assert_eq!(
+            redirect_location("a.example.com", 443, "/x", Some("q=1")),
+            "https://a.example.com/x?q=1"
+        );
+        assert_eq!(
+            redirect_location("a.example.com", 8443, "/", None),
+            "https://a.example.com:8443/"
+        );
+    }
 }
