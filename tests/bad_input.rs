@@ -18,6 +18,10 @@ use support::process::Portcullis;
 
 const PLACEHOLDER: &str = "Portcullis placeholder";
 
+/// A CERTIFICATE block whose content is not base64.
+const NOT_BASE64_PEM: &str =
+    "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n";
+
 /// good.example.com with a good certificate, routed to `web`.
 fn good_objects(ca: &TestCa, web: &Backend) -> (Leaf, Vec<serde_json::Value>) {
     let good = ca.leaf(&["good.example.com"]);
@@ -44,8 +48,7 @@ async fn assert_good_host_served(portcullis: &Portcullis, ca: &TestCa, good: &Le
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_broken_secret_is_reported_by_name_and_reason_while_other_hosts_keep_their_certificates()
- {
+async fn each_broken_secret_is_reported_by_name_and_reason_while_good_hosts_keep_serving() {
     let ca = TestCa::new();
     let web = Backend::echo("web").await;
     let (good, mut objects) = good_objects(&ca, &web);
@@ -64,13 +67,7 @@ async fn each_broken_secret_is_reported_by_name_and_reason_while_other_hosts_kee
                 NS,
                 "bad-pem",
                 "kubernetes.io/tls",
-                &[
-                    (
-                        "tls.crt",
-                        "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
-                    ),
-                    ("tls.key", &bad_pem.key_pem),
-                ],
+                &[("tls.crt", NOT_BASE64_PEM), ("tls.key", &bad_pem.key_pem)],
             ),
             vec!["InvalidCertificate", "tls.crt is not valid PEM"],
         ),
@@ -285,8 +282,10 @@ async fn a_request_with_oversized_headers_gets_431_and_the_process_lives_on() {
     let mut portcullis = Portcullis::start(&manifests, &[]).await;
 
     let big = "a".repeat(40 * 1024);
-    let request =
-        format!("GET / HTTP/1.1\r\nHost: good.example.com\r\nX-Big: {big}\r\n\r\n").into_bytes();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: good.example.com\r\nConnection: close\r\nX-Big: {big}\r\n\r\n"
+    )
+    .into_bytes();
     let stream = connect_tls(portcullis.https, &Tls::h1("good.example.com", &ca))
         .await
         .expect("handshake");
@@ -359,4 +358,65 @@ async fn a_malformed_request_line_gets_400_and_the_process_lives_on() {
             .backend(),
         "web"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_that_breaks_after_it_was_good_keeps_serving_its_last_good_certificate() {
+    let ca = TestCa::new();
+    let web = Backend::echo("web").await;
+    let (good, objects) = good_objects(&ca, &web);
+    let (secrets, others): (Vec<_>, Vec<_>) =
+        objects.into_iter().partition(|o| o["kind"] == "Secret");
+    let manifests = Manifests::new();
+    manifests.write_objects("objects.yaml", &others);
+    manifests.write_objects("secret.yaml", &secrets);
+    let portcullis = Portcullis::start(&manifests, &[]).await;
+    assert_good_host_served(&portcullis, &ca, &good).await;
+
+    // The Secret now holds a key of another certificate.
+    let stranger = ca.leaf(&["good.example.com"]);
+    manifests.write_objects(
+        "secret.yaml",
+        &[secret(
+            NS,
+            "good-tls",
+            "kubernetes.io/tls",
+            &[("tls.crt", &good.cert_pem), ("tls.key", &stranger.key_pem)],
+        )],
+    );
+    portcullis
+        .wait_for_log(&[
+            "configuration problem",
+            "Secret shop/good-tls",
+            "does not belong to the certificate",
+            "still serving the last good certificate",
+        ])
+        .await;
+    assert_good_host_served(&portcullis, &ca, &good).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_two_host_headers_gets_400() {
+    let ca = TestCa::new();
+    let web = Backend::echo("web").await;
+    let (good, objects) = good_objects(&ca, &web);
+    let manifests = Manifests::new();
+    manifests.write_objects("objects.yaml", &objects);
+    let portcullis = Portcullis::start(&manifests, &[]).await;
+
+    // RFC 9112 section 3.2: a server MUST answer 400 to more than one Host header.
+    for (first, second) in [
+        ("good.example.com", "other.example.com"),
+        ("good.example.com", "good.example.com"),
+    ] {
+        let stream = connect_tls(portcullis.https, &Tls::h1("good.example.com", &ca))
+            .await
+            .expect("handshake");
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {first}\r\nHost: {second}\r\nConnection: close\r\n\r\n"
+        );
+        let response = raw_exchange(stream, request.as_bytes()).await;
+        assert_eq!(raw_status(&response), Some(400), "{response}");
+    }
+    assert_good_host_served(&portcullis, &ca, &good).await;
 }

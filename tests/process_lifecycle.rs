@@ -7,10 +7,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::backend::Backend;
-use support::client::{H1, Tls, bounded, connect_tls, https_get};
+use support::client::{H1, H2, Tls, bounded, connect_tls, https_get};
 use support::manifests::{Ingress, Manifests, NS, ingress_class, service, tls_secret};
 use support::pki::TestCa;
 use support::process::{BIN, Portcullis, admin_get, wait_until};
+use tokio::net::TcpStream;
 
 /// Runs the binary with `args`; kills it if it has not exited within 10 s.
 fn run_bounded(args: &[&str]) -> Output {
@@ -84,7 +85,9 @@ fn a_bad_flag_value_prints_one_line_on_stderr_and_exits_with_2() {
         ("--default-certificate", "no-slash"),
     ] {
         let mut args = vec!["serve", "--manifests", dir];
-        args.extend(LOOPBACK);
+        for pair in LOOPBACK.chunks(2).filter(|pair| pair[0] != flag) {
+            args.extend(pair);
+        }
         args.extend([flag, value]);
         let line = assert_usage_error(&args);
         assert!(line.contains(flag), "{flag} {value}: {line}");
@@ -103,10 +106,10 @@ fn a_missing_manifest_folder_exits_with_2_and_one_line_naming_the_folder() {
     assert!(line.contains(missing), "{line}");
 }
 
-/// a.example.com: `/` to `web`, `/slow` to a backend that answers after 2 s.
+/// a.example.com: `/` to `web`, `/slow` to a backend that answers after 3 s.
 async fn slow_site(ca: &TestCa) -> (Manifests, Backend, Backend) {
     let web = Backend::echo("web").await;
-    let slow = Backend::slow("slow", Duration::from_secs(2)).await;
+    let slow = Backend::slow("slow", Duration::from_secs(3)).await;
     let manifests = Manifests::new();
     let mut objects = vec![
         ingress_class(),
@@ -205,5 +208,47 @@ async fn during_the_shutdown_delay_readiness_fails_but_requests_are_still_served
     );
 
     let status = portcullis.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(0), "log:\n{}", portcullis.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_and_unfinished_handshakes_do_not_hold_up_the_shutdown() {
+    let ca = TestCa::new();
+    let (manifests, _web, _slow) = slow_site(&ca).await;
+    let mut portcullis = Portcullis::start(
+        &manifests,
+        &[
+            "--drain-timeout",
+            "60s",
+            "--tls-handshake-timeout",
+            "60s",
+            "--keepalive-timeout",
+            "60s",
+        ],
+    )
+    .await;
+
+    // Idle keep-alive connections after a request: HTTP/2, HTTP/1.1 over TLS, plain HTTP.
+    let stream = connect_tls(portcullis.https, &Tls::h2("a.example.com", &ca))
+        .await
+        .expect("handshake");
+    let mut h2 = H2::over(stream).await;
+    assert_eq!(h2.get("a.example.com", "/").await.backend(), "web");
+    let stream = connect_tls(portcullis.https, &Tls::h1("a.example.com", &ca))
+        .await
+        .expect("handshake");
+    let mut h1 = H1::over(stream).await;
+    assert_eq!(h1.get("a.example.com", "/").await.backend(), "web");
+    let plain = TcpStream::connect(portcullis.http).await.expect("connect");
+    let mut h1_plain = H1::over(plain).await;
+    assert_eq!(h1_plain.get("a.example.com", "/").await.status, 308);
+    // Connections that never send a byte: one waiting for a TLS handshake, one for HTTP.
+    let _silent_tls = TcpStream::connect(portcullis.https).await.expect("connect");
+    let _silent_http = TcpStream::connect(portcullis.http).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Every timeout above is 60 s: exiting well within that shows nothing waited on them.
+    portcullis.terminate();
+    let status = portcullis.wait_exit(Duration::from_secs(20)).await;
     assert_eq!(status.code(), Some(0), "log:\n{}", portcullis.log());
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
-use support::backend::{Backend, EchoProcess, closed_port};
+use support::backend::{Backend, ClosedPort, EchoProcess};
 use support::client::{
     H1, H2, Reply, Tls, alpn_of, bounded, connect_tls, curl, http_get, https_get, request,
     seen_header,
@@ -34,6 +34,7 @@ struct Setup {
     ca: TestCa,
     manifests: Manifests,
     _backends: Vec<Backend>,
+    _closed: [ClosedPort; 2],
 }
 
 async fn setup() -> Setup {
@@ -70,16 +71,18 @@ async fn setup() -> Setup {
     ];
     objects.extend(service(NS, "web", &[web.port()]));
     objects.extend(service(NS, "bee", &[bee.port()]));
-    objects.extend(service(NS, "gone", &[closed_port()]));
+    let closed = [ClosedPort::new(), ClosedPort::new()];
+    objects.extend(service(NS, "gone", &[closed[0].port]));
     objects.extend(service_with_readiness(NS, "down", &[web.port()], false));
     objects.extend(service(NS, "slow", &[slow.port()]));
     objects.extend(service(NS, "pair", &[one.port(), two.port()]));
-    objects.extend(service(NS, "half", &[closed_port(), alive.port()]));
+    objects.extend(service(NS, "half", &[closed[1].port, alive.port()]));
     manifests.write_objects("main.yaml", &objects);
     Setup {
         ca,
         manifests,
         _backends: vec![web, bee, slow, one, two, alive],
+        _closed: closed,
     }
 }
 
@@ -175,9 +178,13 @@ async fn plain_http_to_a_tls_host_gets_308_to_its_https_url() {
         Some(format!("https://a.example.com:{port}/cart/items?id=7&x=y"))
     );
 
-    // A path that matches no rule of the TLS host is redirected too.
-    let reply = http_get(portcullis.http, "a.example.com", "/b/c").await;
+    // Whichever route the path takes: here the Exact `/b`, normalised first.
+    let reply = http_get(portcullis.http, "a.example.com", "/x/../b").await;
     assert_eq!(reply.status, 308);
+    assert_eq!(
+        reply.header("location").map(str::to_owned),
+        Some(format!("https://a.example.com:{port}/b"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,12 +284,18 @@ async fn a_request_matching_no_rule_goes_to_the_default_backend_when_one_is_set(
     let reply = http_get(portcullis.http, "nobody.example.net", "/anything").await;
     assert_eq!(reply.backend(), "fallback");
     assert_eq!(reply.json()["path"], "/anything");
-    // Hosts with rules keep them.
+    // Hosts with rules keep them; their paths that match no rule go to the default too.
     assert_eq!(
         http_get(portcullis.http, "plain.example.com", "/")
             .await
             .backend(),
         "web"
+    );
+    assert_eq!(
+        http_get(portcullis.http, "api.example.com", "/other")
+            .await
+            .backend(),
+        "fallback"
     );
 }
 
@@ -593,4 +606,42 @@ async fn a_failed_connect_is_retried_on_the_other_endpoint() {
         assert_eq!(reply.backend(), "alive", "request {i}");
         assert_eq!(reply.json()["path"], format!("/try/{i}"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_reach_the_backend_over_http1_and_http2() {
+    let setup = setup().await;
+    let portcullis = Portcullis::start(&setup.manifests, &[]).await;
+    let body = "name=portcullis&".repeat(1000);
+
+    let stream = connect_tls(portcullis.https, &Tls::h1("a.example.com", &setup.ca))
+        .await
+        .expect("handshake");
+    let reply = H1::over(stream)
+        .await
+        .send(
+            request("a.example.com", "/form")
+                .method("POST")
+                .body(body.clone().into())
+                .unwrap(),
+        )
+        .await;
+    let echoed = reply.json();
+    assert_eq!(echoed["method"], "POST");
+    assert_eq!(echoed["body"], body.as_str());
+
+    let stream = connect_tls(portcullis.https, &Tls::h2("a.example.com", &setup.ca))
+        .await
+        .expect("handshake");
+    let reply = H2::over(stream)
+        .await
+        .send(
+            http::Request::put("https://a.example.com/upload")
+                .body(body.clone().into())
+                .unwrap(),
+        )
+        .await;
+    let echoed = reply.json();
+    assert_eq!(echoed["method"], "PUT");
+    assert_eq!(echoed["body"], body.as_str());
 }

@@ -82,6 +82,9 @@ impl TlsClient {
 
     fn from_config(mut config: ClientConfig) -> TlsClient {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Every connection is a full handshake, so it shows the certificate the server
+        // chooses now (a resumed session reports the one from its first handshake).
+        config.resumption = rustls::client::Resumption::disabled();
         TlsClient {
             connector: TlsConnector::from(Arc::new(config)),
         }

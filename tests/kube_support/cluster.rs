@@ -271,16 +271,18 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("create ClusterRoleBinding {name}: {e}"));
     }
 
-    /// Stops kube-apiserver (etcd keeps running) and waits for the process to exit.
-    pub fn stop_apiserver(&mut self) {
+    /// Kills kube-apiserver (etcd keeps running), as a crash or a partition would: every
+    /// connection to it breaks at once. (On SIGTERM it would keep its watches open for
+    /// several more seconds while refusing new connections.)
+    pub fn kill_apiserver(&mut self) {
         if let Some(mut apiserver) = self.apiserver.take() {
-            apiserver.terminate(Duration::from_secs(10));
+            apiserver.kill();
         }
     }
 
     /// Starts kube-apiserver again on the same port with the same certificates.
     pub async fn restart_apiserver(&mut self) {
-        assert!(self.apiserver.is_none(), "stop the API server first");
+        assert!(self.apiserver.is_none(), "kill the API server first");
         self.restarts += 1;
         let name = format!("kube-apiserver-restart-{}", self.restarts);
         self.apiserver = Some(spawn_apiserver(

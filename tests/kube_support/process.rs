@@ -132,6 +132,7 @@ impl Process {
             return self.exited;
         }
         let pid = self.pid().to_string();
+        eprintln!("sending SIGTERM to {} (pid {pid})", self.name);
         let _ = Command::new("kill")
             .args(["-TERM", &pid])
             .stderr(Stdio::null())

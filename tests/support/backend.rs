@@ -3,7 +3,7 @@
 //! closed port; and `portcullis echo` as a child process (it also echoes WebSockets).
 
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -137,10 +137,31 @@ async fn answer(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
     response
 }
 
-/// A loopback port with nothing listening on it (bound, then released).
-pub fn closed_port() -> u16 {
-    let listener = StdListener::bind("127.0.0.1:0").expect("bind a port");
-    listener.local_addr().expect("port").port()
+/// A loopback port that refuses connections: bound but never listening, so nothing else
+/// can take it while the test runs. Keep it alive as long as the port is in use.
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind a port");
+        let port = socket.local_addr().expect("its address").port();
+        ClosedPort {
+            _socket: socket,
+            port,
+        }
+    }
+}
+
+impl Default for ClosedPort {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// `portcullis echo` as a child process on a port it picks itself; killed when dropped.

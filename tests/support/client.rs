@@ -303,6 +303,11 @@ impl H2 {
         let req = Request::get(format!("https://{authority}{path}"))
             .body(Full::default())
             .unwrap();
+        self.send(req).await
+    }
+
+    /// Sends a request with an absolute URI (its authority becomes `:authority`).
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Reply {
         bounded(STEP, "an HTTP/2 exchange", async {
             self.sender.ready().await.expect("connection ready");
             let response = self.sender.send_request(req).await.expect("a response");
@@ -344,9 +349,10 @@ where
     .await
 }
 
-/// The status code of a raw HTTP/1.1 response text.
+/// The status code of a raw HTTP/1.x response text.
 pub fn raw_status(response: &str) -> Option<u16> {
-    response.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+    let rest = response.strip_prefix("HTTP/1.")?;
+    rest.get(2..5)?.parse().ok()
 }
 
 /// The system `curl`; a missing curl fails the test with the command that installs it.

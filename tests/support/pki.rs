@@ -138,17 +138,3 @@ pub fn subject_of(der: &[u8]) -> String {
     let (_, cert) = x509_parser::parse_x509_certificate(der).expect("a valid certificate");
     cert.subject().to_string()
 }
-
-/// The DNS subjectAltNames of a DER certificate.
-pub fn dns_names_of(der: &[u8]) -> Vec<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("a valid certificate");
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
-                names.push(dns.to_string());
-            }
-        }
-    }
-    names
-}

@@ -104,14 +104,22 @@ impl Portcullis {
         panic!("portcullis could not bind free ports in 5 attempts; last log:\n{last_log}");
     }
 
-    /// Waits for `/readyz` to answer 200, or for the process to exit.
+    /// Waits for `/readyz` to answer 200, or for the process to exit. The process must
+    /// also have logged that it listens on our ports: another test's process that won a
+    /// race for the same admin port would answer `/readyz` too.
     async fn wait_ready(&mut self) -> Result<(), Exited> {
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        let https = format!("\"https\":\"{}\"", self.https);
         loop {
             if let Some(status) = self.child.try_wait().expect("poll the child") {
                 return Err(Exited(status));
             }
-            if admin_get(self.admin, "/readyz").await == Some(200) {
+            if admin_get(self.admin, "/readyz").await == Some(200)
+                && self
+                    .log()
+                    .lines()
+                    .any(|line| line.contains("\"listening\"") && line.contains(&https))
+            {
                 return Ok(());
             }
             assert!(

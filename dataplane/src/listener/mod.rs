@@ -115,8 +115,18 @@ async fn serve_connection(
         return;
     };
 
+    // A handshake still running when shutdown begins carries no request: it is closed
+    // rather than left to hold the drain open until the handshake timeout.
     let handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
-    let tls_stream = match handshake.await {
+    let mut stop_handshake = stop.clone();
+    let handshake = tokio::select! {
+        result = handshake => result,
+        Ok(_) = stop_handshake.wait_for(|stop| *stop) => {
+            tracing::debug!("shutting down, closing a connection still in its TLS handshake");
+            return;
+        }
+    };
+    let tls_stream = match handshake {
         Ok(Ok(tls_stream)) => tls_stream,
         Ok(Err(error)) => {
             tracing::debug!(%error, "TLS handshake failed");

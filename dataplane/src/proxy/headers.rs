@@ -145,13 +145,19 @@ fn insert_text(headers: &mut HeaderMap, name: &HeaderName, text: &str) {
     }
 }
 
+/// The client's `X-Request-ID`, if it is a plausible id.
+pub fn client_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers
+        .get(&X_REQUEST_ID)
+        .filter(|id| is_valid_request_id(id.as_bytes()))
+        .cloned()
+}
+
 /// Keeps a client's `X-Request-ID` if it is a plausible id, else sets a new UUID. Returns
 /// the id in use.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(existing) = headers.get(&X_REQUEST_ID)
-        && is_valid_request_id(existing.as_bytes())
-    {
-        return existing.clone();
+    if let Some(existing) = client_request_id(headers) {
+        return existing;
     }
     let id = uuid::Uuid::new_v4();
     let value = HeaderValue::from_str(

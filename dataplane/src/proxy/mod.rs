@@ -30,7 +30,7 @@ use crate::metrics::ServiceLabels;
 use crate::routing::{HostError, PathError, normalize_host, normalize_path};
 use crate::tls::ServedCertificate;
 use crate::upstream::{Cluster, PooledSender};
-use headers::{Forwarded, ensure_request_id, set_forwarded};
+use headers::{Forwarded, client_request_id, ensure_request_id, set_forwarded};
 
 /// What the proxy knows about the client connection a request arrived on.
 #[derive(Debug)]
@@ -82,7 +82,13 @@ pub async fn handle(
         service: None,
         upstream: None,
         upstream_duration: None,
-        request_id: None,
+        // The client's id is logged even when the proxy answers itself (404, 421, ...);
+        // a forwarded request's id is set again below, generated if the client sent none.
+        request_id: if shared.config.access_log {
+            client_request_id(req.headers())
+        } else {
+            None
+        },
         bytes_in: None,
     };
     let response = match route_and_forward(&shared, &conn, req, &mut record).await {
@@ -103,6 +109,11 @@ async fn route_and_forward(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
     // The host: the URI's authority (HTTP/2, absolute-form) wins over the Host header.
+    // Two Host headers are refused (RFC 9112 section 3.2): whichever we picked, another
+    // hop could have read the other one.
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(Answer::BadHost(HostError::Invalid));
+    }
     let host_header = match req.uri().authority() {
         Some(authority) => {
             let without_userinfo = authority.as_str().rsplit('@').next().unwrap_or_default();

@@ -106,7 +106,7 @@ pub fn load_certificate(
     // The chain: every CERTIFICATE block, in order.
     let chain = CertificateDer::pem_slice_iter(chain_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CertificateError::CertificatePem(e.to_string()))?;
+        .map_err(|e| CertificateError::CertificatePem(pem_problem(&e)))?;
     let Some(leaf) = chain.first() else {
         return Err(CertificateError::NoCertificate);
     };
@@ -122,7 +122,7 @@ pub fn load_certificate(
     // The key: rustls reads PKCS#1, PKCS#8 and SEC1.
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => CertificateError::NoKey,
-        other => CertificateError::KeyPem(other.to_string()),
+        other => CertificateError::KeyPem(pem_problem(&other)),
     })?;
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| CertificateError::UnsupportedKey(e.to_string()))?;
@@ -157,6 +157,23 @@ pub fn load_certificate(
         key: Arc::new(certified),
         info,
     })
+}
+
+/// What is wrong with a PEM text, quoting none of it. The parser's own messages print the
+/// offending line or section label, and in `tls.key` that is the key itself: a key whose
+/// lines were joined into one (a YAML folded scalar does that) would end up in logs,
+/// Events and `/debug/snapshot` (DESIGN.md, promise 6).
+fn pem_problem(error: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match error {
+        Error::MissingSectionEnd { .. } => {
+            "a BEGIN line has no matching END line (are the PEM lines joined into one?)".into()
+        }
+        Error::IllegalSectionStart { .. } => "a BEGIN line is malformed".into(),
+        Error::Base64Decode(_) => "the body of a PEM block is not valid base64".into(),
+        Error::SectionTooLarge => "a PEM block is too large".into(),
+        _ => "the PEM text cannot be read".into(),
+    }
 }
 
 /// Reads the leaf's names, dates and fingerprint.
@@ -256,6 +273,18 @@ mod tests {
             load_certificate(broken.as_bytes(), key.as_bytes(), None).unwrap_err(),
             CertificateError::CertificatePem(_)
         ));
+    }
+
+    #[test]
+    fn a_key_with_its_lines_joined_is_refused_without_quoting_it() {
+        let (crt, key) = self_signed(&["a.example.com"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        let joined = key.trim().replace('\n', " ");
+        let err = load_certificate(crt.as_bytes(), joined.as_bytes(), None).unwrap_err();
+        let body = key.lines().nth(1).unwrap();
+        let first_bytes = format!("{}, {}, {}", body.as_bytes()[0], body.as_bytes()[1], body.as_bytes()[2]);
+        assert!(matches!(err, CertificateError::KeyPem(_)), "{err}");
+        assert!(!err.to_string().contains(body), "{err}");
+        assert!(!err.to_string().contains(&first_bytes), "{err}");
     }
 
     #[test]
