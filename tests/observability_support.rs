@@ -1,11 +1,14 @@
 //! What the observability tests need beyond the shared harness in `support/`: a start of
 //! `portcullis serve` that does not wait for readiness (and keeps stdout and stderr
-//! apart), the admin endpoints read with their bodies, a strict parser of the OpenMetrics
-//! text `/metrics` serves, `portcullis explain` as a bounded child process, keys in their
-//! traditional PEM forms, hand-made TLS ClientHellos, and unguessable strings.
+//! apart), the admin endpoints read with their bodies, `/metrics` parsed by the strict
+//! OpenMetrics parser in [`openmetrics`], `portcullis explain` as a bounded child process,
+//! keys in their traditional PEM forms, a TLS 1.2-only client and a TLS 1.1 ClientHello,
+//! and unguessable strings.
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod openmetrics;
+
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,6 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::ServerName;
 use serde_json::Value;
@@ -21,10 +27,11 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::support::client::{STEP, bounded};
+use crate::support::client::{H1, Reply, STEP, Tls, bounded, connect_tls, request};
 use crate::support::manifests::Manifests;
 use crate::support::pki::TestCa;
-use crate::support::process::{BIN, wait_until};
+use crate::support::process::{BIN, Portcullis, admin_get, wait_until};
+use openmetrics::{Exposition, parse_openmetrics};
 
 // ---------------------------------------------------------------------------------------
 // The process
@@ -78,23 +85,19 @@ impl Launched {
     /// Starts the process and waits for `/readyz` to answer 200.
     pub async fn ready(manifests: &Manifests, extra: &[&str]) -> Launched {
         let launched = Launched::until_admin_answers(manifests, extra).await;
-        let admin = launched.admin;
-        let mut ready = false;
-        for _ in 0..400 {
-            if admin_fetch(admin, "/readyz").await.map(|r| r.status) == Some(200) {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let ready = wait_for_readyz(launched.admin, 200).await;
         assert!(ready, "not ready in 10 s; stderr:\n{}", launched.stderr());
         launched
     }
 
     fn spawn(manifests: &Manifests, extra: &[&str], attempt: usize) -> Launched {
         let [https, http, admin] = free_ports();
-        let stdout = manifests.scratch().join(format!("launched-{attempt}.stdout"));
-        let stderr = manifests.scratch().join(format!("launched-{attempt}.stderr"));
+        let stdout = manifests
+            .scratch()
+            .join(format!("launched-{attempt}.stdout"));
+        let stderr = manifests
+            .scratch()
+            .join(format!("launched-{attempt}.stderr"));
         let mut command = Command::new(BIN);
         command
             .args(["--log-format", "json", "serve", "--manifests"])
@@ -226,327 +229,41 @@ pub async fn scrape(admin: SocketAddr) -> (Exposition, String) {
     (parsed, reply.body)
 }
 
+/// Scrapes until `done` holds for the parsed metrics (at most 10 s), then returns them.
+pub async fn scrape_until(
+    admin: SocketAddr,
+    what: &str,
+    done: impl Fn(&Exposition) -> bool,
+) -> (Exposition, String) {
+    for _ in 0..200 {
+        let (metrics, text) = scrape(admin).await;
+        if done(&metrics) {
+            return (metrics, text);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, text) = scrape(admin).await;
+    panic!("metrics never showed {what}:\n{text}");
+}
+
 // ---------------------------------------------------------------------------------------
-// A strict OpenMetrics text parser
+// Requests
 
-/// One metric family's metadata.
-#[derive(Debug, Clone)]
-pub struct Family {
-    pub kind: String,
-    pub help: String,
+/// One request on a fresh TLS connection; the reply.
+pub async fn tls_exchange(
+    portcullis: &Portcullis,
+    tls: &Tls<'_>,
+    req: Request<Full<Bytes>>,
+) -> Reply {
+    let stream = connect_tls(portcullis.https, tls)
+        .await
+        .unwrap_or_else(|e| panic!("TLS handshake for {}: {e}", tls.name));
+    H1::over(stream).await.send(req).await
 }
 
-/// One sample line.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    pub name: String,
-    pub family: String,
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
-}
-
-/// A parsed exposition.
-#[derive(Debug, Default)]
-pub struct Exposition {
-    pub families: BTreeMap<String, Family>,
-    pub samples: Vec<Sample>,
-}
-
-impl Exposition {
-    /// The value of the sample with exactly these labels.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let wanted: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.samples
-            .iter()
-            .find(|s| s.name == name && s.labels == wanted)
-            .map(|s| s.value)
-    }
-
-    /// Every sample of `name`.
-    pub fn series(&self, name: &str) -> Vec<&Sample> {
-        self.samples.iter().filter(|s| s.name == name).collect()
-    }
-
-    /// The sum of the samples of `name` whose labels include all of `labels`.
-    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.series(name)
-            .into_iter()
-            .filter(|s| {
-                labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.value)
-            .sum()
-    }
-}
-
-/// The sample-name suffixes each OpenMetrics type allows.
-fn suffixes(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "counter" => &["_total", "_created"],
-        "gauge" | "unknown" | "stateset" => &[""],
-        "histogram" => &["_bucket", "_sum", "_count", "_created"],
-        "gaugehistogram" => &["_bucket", "_gsum", "_gcount"],
-        "summary" => &["", "_sum", "_count", "_created"],
-        "info" => &["_info"],
-        _ => &[],
-    }
-}
-
-fn is_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// A number as OpenMetrics writes it: a decimal float, `+Inf`, `-Inf` or `NaN`.
-fn parse_number(text: &str) -> Result<f64, String> {
-    match text {
-        "+Inf" => return Ok(f64::INFINITY),
-        "-Inf" => return Ok(f64::NEG_INFINITY),
-        "NaN" => return Ok(f64::NAN),
-        _ => {}
-    }
-    let plain = !text.is_empty()
-        && text.chars().any(|c| c.is_ascii_digit())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
-    if !plain {
-        return Err(format!("{text:?} is not a number"));
-    }
-    text.parse::<f64>()
-        .map_err(|e| format!("{text:?} is not a number: {e}"))
-}
-
-/// `{name="value",...}` at the start of `text`; the labels and the rest of the text.
-fn parse_labels(text: &str) -> Result<(BTreeMap<String, String>, &str), String> {
-    let mut labels = BTreeMap::new();
-    let Some(mut rest) = text.strip_prefix('{') else {
-        return Ok((labels, text));
-    };
-    if let Some(after) = rest.strip_prefix('}') {
-        return Err(format!("empty label braces before {after:?}"));
-    }
-    loop {
-        let (name, after) = rest
-            .split_once("=\"")
-            .ok_or_else(|| format!("a label without =\" in {text:?}"))?;
-        if !is_label_name(name) {
-            return Err(format!("{name:?} is not a valid label name"));
-        }
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let end = loop {
-            let Some((i, c)) = chars.next() else {
-                return Err(format!("an unterminated label value in {text:?}"));
-            };
-            match c {
-                '"' => break i,
-                '\\' => match chars.next() {
-                    Some((_, '\\')) => value.push('\\'),
-                    Some((_, '"')) => value.push('"'),
-                    Some((_, 'n')) => value.push('\n'),
-                    other => return Err(format!("a bad escape {other:?} in {text:?}")),
-                },
-                '\n' => return Err("a raw newline in a label value".into()),
-                c => value.push(c),
-            }
-        };
-        if labels.insert(name.to_owned(), value).is_some() {
-            return Err(format!("label {name:?} twice in {text:?}"));
-        }
-        rest = &after[end + 1..];
-        if let Some(after) = rest.strip_prefix(',') {
-            rest = after;
-            if rest.starts_with('}') {
-                return Err(format!("a trailing comma in {text:?}"));
-            }
-        } else if let Some(after) = rest.strip_prefix('}') {
-            return Ok((labels, after));
-        } else {
-            return Err(format!("expected , or }} in {text:?}"));
-        }
-    }
-}
-
-/// Parses OpenMetrics text strictly: every line is `# HELP`, `# TYPE`, `# UNIT` or a
-/// sample `name{labels} value [timestamp]`; every sample belongs, by its suffix, to the
-/// family declared last, which has both `# TYPE` and `# HELP`; a family's lines are
-/// together; no sample repeats; counters are not negative; histogram buckets are
-/// cumulative and end at `+Inf` equal to `_count`; the text ends with `# EOF`.
-pub fn parse_openmetrics(text: &str) -> Result<Exposition, String> {
-    let body = text
-        .strip_suffix("# EOF\n")
-        .or_else(|| text.strip_suffix("# EOF"))
-        .ok_or("the text does not end with # EOF")?;
-    let mut out = Exposition::default();
-    let mut types: BTreeMap<String, String> = BTreeMap::new();
-    let mut helps: BTreeMap<String, String> = BTreeMap::new();
-    let mut finished: BTreeSet<String> = BTreeSet::new();
-    let mut current: Option<String> = None;
-    let mut seen: BTreeSet<(String, BTreeMap<String, String>)> = BTreeSet::new();
-
-    for (number, line) in body.lines().enumerate() {
-        let at = |e: String| format!("line {}: {e}: {line:?}", number + 1);
-        if line.is_empty() {
-            return Err(at("an empty line".into()));
-        }
-        if let Some(comment) = line.strip_prefix("# ") {
-            let mut parts = comment.splitn(3, ' ');
-            let keyword = parts.next().unwrap_or_default();
-            let name = parts.next().unwrap_or_default().to_owned();
-            let rest = parts.next().unwrap_or_default().to_owned();
-            if !is_metric_name(&name) {
-                return Err(at(format!("{name:?} is not a metric name")));
-            }
-            // A new family starts; the previous one may not come back.
-            if current.as_deref() != Some(name.as_str()) {
-                if finished.contains(&name) {
-                    return Err(at(format!("family {name} is split")));
-                }
-                if let Some(previous) = current.replace(name.clone()) {
-                    finished.insert(previous);
-                }
-            }
-            match keyword {
-                "TYPE" => {
-                    if suffixes(&rest).is_empty() {
-                        return Err(at(format!("unknown type {rest:?}")));
-                    }
-                    if types.insert(name.clone(), rest).is_some() {
-                        return Err(at("a second # TYPE".into()));
-                    }
-                }
-                "HELP" => {
-                    if helps.insert(name.clone(), rest).is_some() {
-                        return Err(at("a second # HELP".into()));
-                    }
-                }
-                "UNIT" => {}
-                other => return Err(at(format!("unknown comment {other:?}"))),
-            }
-            if out.samples.iter().any(|s| s.family == name) {
-                return Err(at("metadata after the family's samples".into()));
-            }
-            continue;
-        }
-        if line.starts_with('#') {
-            return Err(at("a comment that is not # HELP, # TYPE or # UNIT".into()));
-        }
-
-        // A sample of the current family.
-        let name_end = line
-            .find(['{', ' '])
-            .ok_or_else(|| at("no value".into()))?;
-        let name = &line[..name_end];
-        if !is_metric_name(name) {
-            return Err(at(format!("{name:?} is not a metric name")));
-        }
-        let (labels, rest) = parse_labels(&line[name_end..]).map_err(at)?;
-        let rest = rest
-            .strip_prefix(' ')
-            .ok_or_else(|| at("no space before the value".into()))?;
-        let mut fields = rest.split(' ');
-        let value = parse_number(fields.next().unwrap_or_default()).map_err(at)?;
-        if let Some(timestamp) = fields.next() {
-            parse_number(timestamp).map_err(at)?;
-        }
-        if fields.next().is_some() {
-            return Err(at("extra fields after the value".into()));
-        }
-        let family = current
-            .clone()
-            .ok_or_else(|| at("a sample before any # TYPE".into()))?;
-        let kind = types
-            .get(&family)
-            .ok_or_else(|| at(format!("family {family} has no # TYPE")))?;
-        if !helps.contains_key(&family) {
-            return Err(at(format!("family {family} has no # HELP")));
-        }
-        let suffix = name
-            .strip_prefix(family.as_str())
-            .ok_or_else(|| at(format!("the sample is not of family {family}")))?;
-        if !suffixes(kind).contains(&suffix) {
-            return Err(at(format!("suffix {suffix:?} is not allowed for a {kind}")));
-        }
-        if kind == "counter" && !(value >= 0.0) {
-            return Err(at("a counter below zero".into()));
-        }
-        if suffix == "_bucket" && !labels.contains_key("le") {
-            return Err(at("a bucket without le".into()));
-        }
-        if !seen.insert((name.to_owned(), labels.clone())) {
-            return Err(at("a repeated sample".into()));
-        }
-        out.samples.push(Sample {
-            name: name.to_owned(),
-            family,
-            labels,
-            value,
-        });
-    }
-    for (family, kind) in &types {
-        if !helps.contains_key(family) {
-            return Err(format!("family {family} has # TYPE but no # HELP"));
-        }
-        out.families.insert(
-            family.clone(),
-            Family {
-                kind: kind.clone(),
-                help: helps[family].clone(),
-            },
-        );
-    }
-    check_histograms(&out)?;
-    Ok(out)
-}
-
-/// Buckets are cumulative, end with `+Inf`, and `+Inf` equals `_count`.
-fn check_histograms(exposition: &Exposition) -> Result<(), String> {
-    for (family, meta) in &exposition.families {
-        if meta.kind != "histogram" {
-            continue;
-        }
-        let mut groups: BTreeMap<BTreeMap<String, String>, Vec<(f64, f64)>> = BTreeMap::new();
-        for sample in exposition.series(&format!("{family}_bucket")) {
-            let mut rest = sample.labels.clone();
-            let le = parse_number(&rest.remove("le").unwrap_or_default())?;
-            groups.entry(rest).or_default().push((le, sample.value));
-        }
-        for (labels, mut buckets) in groups {
-            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-            if buckets.windows(2).any(|w| w[1].1 < w[0].1) {
-                return Err(format!("{family}{labels:?}: buckets are not cumulative"));
-            }
-            let last = buckets.last().copied().unwrap_or((0.0, 0.0));
-            if last.0 != f64::INFINITY {
-                return Err(format!("{family}{labels:?}: no +Inf bucket"));
-            }
-            let count = exposition
-                .series(&format!("{family}_count"))
-                .into_iter()
-                .find(|s| s.labels == labels)
-                .map(|s| s.value);
-            if count != Some(last.1) {
-                return Err(format!(
-                    "{family}{labels:?}: +Inf bucket {} but _count {count:?}",
-                    last.1
-                ));
-            }
-        }
-    }
-    Ok(())
+/// `GET path` with `Host: host` and no body.
+pub fn get(host: &str, path: &str) -> Request<Full<Bytes>> {
+    request(host, path).body(Full::default()).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -625,7 +342,9 @@ pub fn traditional_key(pkcs8_pem: &str, expected_label: &str) -> String {
     {
         use std::io::Write as _;
         let mut stdin = child.stdin.take().expect("openssl stdin");
-        stdin.write_all(pkcs8_pem.as_bytes()).expect("write the key");
+        stdin
+            .write_all(pkcs8_pem.as_bytes())
+            .expect("write the key");
     }
     let output = child.wait_with_output().expect("openssl output");
     assert!(
@@ -726,11 +445,7 @@ pub fn self_signed_expiring_in(name: &str, seconds: u64) -> (String, String, i64
     params.not_before = epoch + Duration::from_secs(now - 3600);
     params.not_after = epoch + Duration::from_secs(now + seconds);
     let cert = params.self_signed(&key).expect("a certificate");
-    (
-        cert.pem(),
-        key.serialize_pem(),
-        not_after_unix(cert.der()),
-    )
+    (cert.pem(), key.serialize_pem(), not_after_unix(cert.der()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -797,16 +512,64 @@ pub fn random_token() -> String {
     format!("{n:016x}")
 }
 
+/// Waits (at most 10 s) for `/readyz` to answer `status`; whether it did.
+pub async fn wait_for_readyz(admin: SocketAddr, status: u16) -> bool {
+    for _ in 0..400 {
+        if admin_get(admin, "/readyz").await == Some(status) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+/// Writes `text` into the named pipe at `pipe` once a reader opens it (at most 10 s), and
+/// before closing it puts a plain file with the same text in its place, so that later
+/// reads of the folder do not block.
+pub async fn feed_pipe(pipe: &Path, text: &str) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let pipe = pipe.to_owned();
+    let text = text.to_owned();
+    // A thread, not a blocking task: if nobody ever reads, the open never returns, and a
+    // runtime waits for its blocking tasks when it shuts down.
+    std::thread::spawn(move || {
+        let fed = (|| -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut writer = std::fs::OpenOptions::new().write(true).open(&pipe)?;
+            writer.write_all(text.as_bytes())?;
+            let name = pipe.file_name().unwrap_or_default().to_string_lossy();
+            let replacement = pipe.with_file_name(format!(".{name}.tmp"));
+            std::fs::write(&replacement, &text)?;
+            std::fs::rename(&replacement, &pipe)?;
+            drop(writer);
+            Ok(())
+        })();
+        let _ = done.send(fed);
+    });
+    for _ in 0..400 {
+        if let Ok(fed) = finished.try_recv() {
+            return fed.expect("write into the pipe");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nobody read the pipe within 10 s");
+}
+
 /// Makes a named pipe at `path` with the system `mkfifo`.
 pub fn make_fifo(path: &Path) {
     let status = Command::new("mkfifo")
         .arg(path)
         .status()
-        .unwrap_or_else(|e| panic!("cannot run mkfifo ({e}); install it with: apt-get install coreutils"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run mkfifo ({e}); install it with: apt-get install coreutils")
+        });
     assert!(status.success(), "mkfifo {} failed", path.display());
 }
 
 /// Waits (bounded) until `check` holds; fails the test with `what` otherwise.
 pub async fn eventually(what: &str, timeout: Duration, check: impl FnMut() -> bool) {
-    assert!(wait_until(timeout, check).await, "{what} (waited {timeout:?})");
+    assert!(
+        wait_until(timeout, check).await,
+        "{what} (waited {timeout:?})"
+    );
 }

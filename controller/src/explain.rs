@@ -24,7 +24,9 @@ use crate::serve::translate_config;
 use crate::source::kube::{KubeStores, client};
 use crate::source::manifests::ManifestFolder;
 use crate::translate::backend::namespace_of;
-use crate::translate::{ClassDecision, Diagnostic, Kind, Objects, Reason, Translation, translate};
+use crate::translate::{
+    ClassDecision, Diagnostic, Kind, Objects, Reason, SecretCache, Translation, translate,
+};
 
 /// Why explain could not run at all (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +93,13 @@ pub struct PathReport {
 pub async fn run(args: ExplainArgs) -> Result<u8, ExplainError> {
     let (objects, source_diagnostics) = load(&args).await?;
     let config = translate_config(&args.selection);
-    let mut translation = translate(&objects, &config, &Snapshot::default(), now_unix());
+    let mut translation = translate(
+        &objects,
+        &config,
+        &Snapshot::default(),
+        now_unix(),
+        &mut SecretCache::default(),
+    );
     translation.diagnostics.extend(source_diagnostics);
 
     let colour = args.output == OutputFormat::Text && std::io::stdout().is_terminal();

@@ -13,7 +13,7 @@ use portcullis_dataplane::snapshot::{CertificateId, Snapshot};
 use portcullis_dataplane::tls::CertificateInfo;
 
 use crate::metrics::ControllerMetrics;
-use crate::translate::{Diagnostic, Objects, TranslateConfig, Translation, translate};
+use crate::translate::{Diagnostic, Objects, SecretCache, TranslateConfig, Translation, translate};
 
 /// The snapshot being served and what is known about its certificates, for the debug
 /// endpoint and `explain`.
@@ -32,6 +32,7 @@ pub struct Pipeline {
     config: TranslateConfig,
     metrics: Arc<ControllerMetrics>,
     slot: ServedSlot,
+    cache: SecretCache,
     served: Arc<Snapshot>,
     applied_once: bool,
     reported: BTreeSet<Diagnostic>,
@@ -65,6 +66,7 @@ impl Pipeline {
             config,
             metrics,
             slot,
+            cache: SecretCache::default(),
             served: Arc::new(Snapshot::default()),
             applied_once: false,
             reported: BTreeSet::new(),
@@ -84,7 +86,7 @@ impl Pipeline {
         let _span = tracing::info_span!("rebuild").entered();
         let started = Instant::now();
         let now = now_unix();
-        let mut translation = translate(objects, &self.config, &self.served, now);
+        let mut translation = translate(objects, &self.config, &self.served, now, &mut self.cache);
         let translate_time = started.elapsed();
         self.metrics
             .translation_duration
@@ -114,7 +116,9 @@ impl Pipeline {
         let changed = !self.applied_once || translation.snapshot != *self.served;
         if changed {
             let snapshot = Arc::new(translation.snapshot.clone());
-            let report = self.dataplane.apply(Arc::clone(&snapshot));
+            let report = self
+                .dataplane
+                .apply_preloaded(Arc::clone(&snapshot), &translation.loaded);
             for (id, error) in &report.failed_certificates {
                 tracing::error!(certificate = %id, %error, "data plane could not load a certificate that passed translation");
             }

@@ -296,7 +296,23 @@ impl FollowKube {
             };
             if rebuilt {
                 objects = stores.objects();
-                last = pipeline.rebuild(&objects, Vec::new(), changed_at);
+                // Translation of a large cluster is CPU work: keep it off the workers
+                // that serve traffic.
+                let input = objects.clone();
+                let step = tokio::task::spawn_blocking(move || {
+                    let rebuild = pipeline.rebuild(&input, Vec::new(), changed_at);
+                    (pipeline, rebuild)
+                });
+                match step.await {
+                    Ok((returned, rebuild)) => {
+                        pipeline = returned;
+                        last = rebuild;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "rebuild failed; no longer following the API");
+                        return;
+                    }
+                }
             }
         }
     }
@@ -333,12 +349,24 @@ async fn follow_folder(mut folder: ManifestFolder, mut pipeline: Pipeline) {
             }
             _ = tick.tick() => {}
         }
-        match folder.load() {
-            Ok(contents) => {
-                pipeline.rebuild(&contents.objects, contents.diagnostics, changed_at);
+        // Reading files and translating thousands of objects would stall a runtime
+        // worker that also serves traffic: both run on the blocking pool.
+        let step = tokio::task::spawn_blocking(move || {
+            match folder.load() {
+                Ok(contents) => {
+                    pipeline.rebuild(&contents.objects, contents.diagnostics, changed_at);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the manifest folder; serving the last good snapshot");
+                }
             }
+            (folder, pipeline)
+        });
+        match step.await {
+            Ok(state) => (folder, pipeline) = state,
             Err(error) => {
-                tracing::warn!(%error, "cannot read the manifest folder; serving the last good snapshot");
+                tracing::error!(%error, "manifest folder rebuild failed; no longer following the folder");
+                return;
             }
         }
     }

@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod tls;
 pub mod upstream;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub use snapshot::Snapshot;
 
 use metrics::DataplaneMetrics;
 use runtime::Runtime;
+use snapshot::CertificateId;
+use tls::LoadedCertificate;
 use tls::ServedCertificate;
 use upstream::{Pool, PoolConfig};
 
@@ -123,8 +126,18 @@ impl Dataplane {
     /// Compiles `snapshot` and swaps it in: the next handshake and the next request see
     /// it; requests in flight finish on what they had.
     pub fn apply(&self, snapshot: Arc<Snapshot>) -> ApplyReport {
+        self.apply_preloaded(snapshot, &HashMap::new())
+    }
+
+    /// Like [`Dataplane::apply`], with certificates the caller already parsed from this
+    /// snapshot's PEM (translation checks every pair, so it has them at hand).
+    pub fn apply_preloaded(
+        &self,
+        snapshot: Arc<Snapshot>,
+        preloaded: &HashMap<CertificateId, LoadedCertificate>,
+    ) -> ApplyReport {
         let previous = self.shared.runtime.load();
-        let (runtime, report) = Runtime::compile(snapshot, &previous, &self.placeholder);
+        let (runtime, report) = Runtime::compile(snapshot, &previous, &self.placeholder, preloaded);
         let live = runtime.endpoints();
         self.shared.runtime.store(Arc::new(runtime));
         self.shared.pool.retain_endpoints(&live);

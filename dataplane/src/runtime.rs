@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use crate::routing::{CompiledRoute, HostRoutes, RouteTable, sort_routes};
 use crate::snapshot::{BackendId, Certificate, CertificateId, HostPattern, Snapshot};
-use crate::tls::{CertificateError, CertificateTable, ServedCertificate, load_certificate};
+use crate::tls::{
+    CertificateError, CertificateTable, LoadedCertificate, ServedCertificate, load_certificate,
+};
 use crate::upstream::Cluster;
 
 /// The compiled form of one snapshot.
@@ -61,6 +63,7 @@ impl Runtime {
         snapshot: Arc<Snapshot>,
         previous: &Runtime,
         placeholder: &Arc<ServedCertificate>,
+        preloaded: &HashMap<CertificateId, LoadedCertificate>,
     ) -> (Runtime, ApplyReport) {
         let mut report = ApplyReport::default();
 
@@ -76,6 +79,14 @@ impl Runtime {
             let unchanged = old_pem.get(&cert.id).is_some_and(|old| *old == cert);
             if unchanged && let Some(served) = previous.loaded.get(&cert.id) {
                 loaded.insert(cert.id.clone(), Arc::clone(served));
+                continue;
+            }
+            if let Some(parsed) = preloaded.get(&cert.id) {
+                let served = ServedCertificate {
+                    id: Some(cert.id.clone()),
+                    loaded: parsed.clone(),
+                };
+                loaded.insert(cert.id.clone(), Arc::new(served));
                 continue;
             }
             match load_certificate(

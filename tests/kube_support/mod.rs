@@ -11,6 +11,7 @@
 //!   plain HTTP client for port 80.
 //! - [`objects`]: Ingresses, Secrets, Services and EndpointSlices, and applying them.
 //! - [`pki`]: test CAs and leaf certificates from rcgen.
+//! - [`world`]: the pieces one test usually needs, together, and the checks tests repeat.
 //!
 //! Every wait is bounded ([`eventually`]); nothing is skipped: a missing tool fails the test
 //! with the command that installs it.
@@ -25,6 +26,7 @@ pub mod objects;
 pub mod pki;
 pub mod process;
 pub mod tools;
+pub mod world;
 
 use std::fmt::Display;
 use std::hash::{BuildHasher, Hasher};

@@ -85,7 +85,12 @@ impl Netns {
         ];
         for step in steps {
             // On failure `netns` is dropped and removes what was made.
-            run(ip, step).unwrap_or_else(|e| panic!("setting up network namespace: {e}"));
+            run(ip, step).unwrap_or_else(|e| {
+                panic!(
+                    "setting up network namespace {name}: {e} (this needs root, or \
+                     CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+                )
+            });
         }
         netns
     }

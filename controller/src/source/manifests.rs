@@ -39,9 +39,9 @@ pub enum Object {
     EndpointSlice(Arc<EndpointSlice>),
 }
 
-/// A file's content and the objects last parsed from it.
+/// A digest of a file's content and the objects last parsed from it.
 struct FileState {
-    content: Vec<u8>,
+    digest: u64,
     objects: Vec<Object>,
     diagnostics: Vec<Diagnostic>,
 }
@@ -116,9 +116,10 @@ impl ManifestFolder {
                     continue;
                 }
             };
+            let digest = digest(&content);
             let state = match self.files.remove(&path) {
-                Some(state) if state.content == content => state,
-                previous => parse_file(&file, content, previous),
+                Some(state) if state.digest == digest => state,
+                previous => parse_file(&file, &content, digest, previous),
             };
             seen.insert(path, state);
         }
@@ -170,13 +171,18 @@ fn collect_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()>
 }
 
 /// Parses a file; on a YAML error keeps the previous parse's objects.
-fn parse_file(file: &ObjectRef, content: Vec<u8>, previous: Option<FileState>) -> FileState {
-    let text = match std::str::from_utf8(&content) {
+fn parse_file(
+    file: &ObjectRef,
+    content: &[u8],
+    digest: u64,
+    previous: Option<FileState>,
+) -> FileState {
+    let text = match std::str::from_utf8(content) {
         Ok(text) => text,
         Err(error) => {
             return kept(
                 file,
-                content,
+                digest,
                 previous,
                 format!("the file is not UTF-8: {error}"),
             );
@@ -184,20 +190,24 @@ fn parse_file(file: &ObjectRef, content: Vec<u8>, previous: Option<FileState>) -
     };
     match parse_manifests(text, file) {
         Ok((objects, diagnostics)) => FileState {
-            content,
+            digest,
             objects,
             diagnostics,
         },
-        Err(message) => kept(file, content, previous, message),
+        Err(message) => kept(file, digest, previous, message),
     }
 }
 
-fn kept(
-    file: &ObjectRef,
-    content: Vec<u8>,
-    previous: Option<FileState>,
-    message: String,
-) -> FileState {
+/// A 64-bit digest of a file's bytes, to skip parsing unchanged files. Keeping the bytes
+/// themselves would double the memory of a large folder.
+fn digest(content: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    content.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn kept(file: &ObjectRef, digest: u64, previous: Option<FileState>, message: String) -> FileState {
     let objects = previous.map(|p| p.objects).unwrap_or_default();
     let suffix = if objects.is_empty() {
         ""
@@ -205,7 +215,7 @@ fn kept(
         "; keeping the objects it had before"
     };
     FileState {
-        content,
+        digest,
         objects,
         diagnostics: vec![Diagnostic::new(
             file.clone(),
@@ -226,11 +236,21 @@ pub fn parse_manifests(
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     options.with_snippet = false;
-    let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
-        .map_err(|e| format!("the file is not valid YAML: {}", one_line(&e.to_string())))?;
+    // The default limits suit one configuration file; a GitOps folder can hold thousands
+    // of objects in one file. Alias and depth limits stay as they are.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 1_000_000;
+    budget.max_nodes = 100_000_000;
+    budget.max_events = 200_000_000;
+    budget.max_total_scalar_bytes = 1024 * 1024 * 1024;
+    options.budget = Some(budget);
+    // One document at a time, so a large file never holds all its untyped trees at once.
+    let mut reader = text.as_bytes();
     let mut objects = Vec::new();
     let mut diagnostics = Vec::new();
-    for document in documents {
+    for document in serde_saphyr::read_with_options::<_, Value>(&mut reader, options) {
+        let document = document
+            .map_err(|e| format!("the file is not valid YAML: {}", one_line(&e.to_string())))?;
         take_document(document, file, &mut objects, &mut diagnostics);
     }
     Ok((objects, diagnostics))
@@ -276,7 +296,10 @@ fn take_document(
         ("networking.k8s.io/v1", "IngressClass") => {
             typed(document).map(|o| Object::IngressClass(Arc::new(o)))
         }
-        ("v1", "Secret") => typed(document).map(|o| Object::Secret(Arc::new(o))),
+        // serde quotes the value it refused, and a Secret's values are keys.
+        ("v1", "Secret") => typed(document)
+            .map(|o| Object::Secret(Arc::new(o)))
+            .map_err(|message| without_refused_value(&message)),
         ("v1", "Service") => typed(document).map(|o| Object::Service(Arc::new(o))),
         ("discovery.k8s.io/v1", "EndpointSlice") => {
             typed(document).map(|o| Object::EndpointSlice(Arc::new(o)))
@@ -308,6 +331,20 @@ fn typed<T: serde::de::DeserializeOwned>(document: Value) -> Result<T, String> {
             format!("{path}: {inner}")
         }
     })
+}
+
+/// serde's "invalid type" and "invalid value" errors quote what they refused; this keeps
+/// the field and what was expected, and drops the value (DESIGN.md, promise 6).
+fn without_refused_value(message: &str) -> String {
+    for word in ["invalid type", "invalid value"] {
+        if let Some(start) = message.find(&format!("{word}: ")) {
+            let expected = message[start..]
+                .rfind(", expected ")
+                .map_or("", |i| &message[start + i..]);
+            return format!("{}{word} (not shown){expected}", &message[..start]);
+        }
+    }
+    message.to_owned()
 }
 
 fn one_line(text: &str) -> String {
@@ -368,6 +405,23 @@ metadata: {name: good}
         let message = &diagnostics[0].message;
         assert!(message.contains("Service bad"), "{message}");
         assert!(message.contains("spec.ports[0].port"), "{message}");
+    }
+
+    #[test]
+    fn a_malformed_secret_is_skipped_without_quoting_its_value() {
+        let text = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: bad, namespace: ns}
+stringData: "-----BEGIN PRIVATE KEY----- MIGHAgEAMBMGByqGSM49 -----END PRIVATE KEY-----"
+"#;
+        let (objects, diagnostics) = parse_manifests(text, &file()).unwrap();
+        assert!(objects.is_empty());
+        let message = &diagnostics[0].message;
+        assert!(message.contains("stringData: invalid type"), "{message}");
+        assert!(message.contains("expected a map"), "{message}");
+        assert!(!message.contains("PRIVATE KEY"), "{message}");
+        assert!(!message.contains("MIGHAgEAMBMGByqGSM49"), "{message}");
     }
 
     #[test]

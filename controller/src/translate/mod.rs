@@ -26,12 +26,13 @@ use portcullis_dataplane::snapshot::{
     Backend, BackendId, Certificate, CertificateId, HostPattern, PathMatch, Route, Snapshot,
     VirtualHost,
 };
-use portcullis_dataplane::tls::{CertificateInfo, load_certificate};
+use portcullis_dataplane::tls::{CertificateInfo, LoadedCertificate, load_certificate};
 
 use annotations::parse_annotations;
 use backend::{ServiceIndex, namespace_of, resolve_backend};
 pub use class::{ClassConfig, ClassDecision, decide_class};
 pub use diagnostic::{Diagnostic, Kind, ObjectRef, Reason};
+pub use secret::SecretCache;
 use secret::{LoadedSecret, SecretProblem, load_secret};
 use validate::{parse_host, parse_path};
 
@@ -72,6 +73,8 @@ pub struct Translation {
     pub ingresses: Vec<OwnedIngress>,
     /// What was found about each certificate in the snapshot.
     pub certificates: BTreeMap<CertificateId, CertificateInfo>,
+    /// The parsed certificates, so the data plane need not parse them again.
+    pub loaded: HashMap<CertificateId, LoadedCertificate>,
 }
 
 /// One host's routes and TLS claim while translation runs.
@@ -103,11 +106,13 @@ pub fn translate(
     config: &TranslateConfig,
     previous: &Snapshot,
     now_unix: i64,
+    cache: &mut SecretCache,
 ) -> Translation {
     let mut t = Translator {
         config,
         previous,
         now_unix,
+        cache,
         index: ServiceIndex::new(
             objects.services.iter().map(|s| s.as_ref()),
             objects.endpoint_slices.iter().map(|s| s.as_ref()),
@@ -159,6 +164,7 @@ pub fn translate(
     let default_certificate = t.add_default_certificate();
     let snapshot = t.assemble(default_certificate);
 
+    t.cache.prune();
     let mut diagnostics = t.diagnostics;
     diagnostics.sort();
     diagnostics.dedup();
@@ -168,14 +174,28 @@ pub fn translate(
         ingresses: ours.into_iter().map(|(_, owned)| owned).collect(),
         certificates: t
             .certificates
+            .iter()
+            .map(|(id, loaded)| (id.clone(), loaded.info.clone()))
+            .collect(),
+        loaded: t
+            .certificates
             .into_iter()
-            .map(|(id, loaded)| (id, loaded.info))
+            .map(|(id, loaded)| {
+                (
+                    id,
+                    LoadedCertificate {
+                        key: loaded.key,
+                        info: loaded.info,
+                    },
+                )
+            })
             .collect(),
     }
 }
 
 struct Translator<'a> {
     config: &'a TranslateConfig,
+    cache: &'a mut SecretCache,
     previous: &'a Snapshot,
     now_unix: i64,
     index: ServiceIndex<'a>,
@@ -453,7 +473,7 @@ impl Translator<'_> {
             return result.clone();
         }
         let secret = self.secrets.get(&(namespace, name)).copied();
-        let mut result = load_secret(secret, namespace, name, self.now_unix);
+        let mut result = load_secret(secret, namespace, name, self.now_unix, self.cache);
         if let Err(problem) = &mut result
             && problem.reason == Reason::SecretNotFound
         {
@@ -490,6 +510,7 @@ impl Translator<'_> {
         Some(LoadedSecret {
             certificate: certificate.clone(),
             info: loaded.info,
+            key: loaded.key,
         })
     }
 

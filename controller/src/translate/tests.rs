@@ -38,7 +38,13 @@ fn config() -> TranslateConfig {
 }
 
 fn run(yaml: &str) -> Translation {
-    translate(&objects(yaml), &config(), &Snapshot::default(), NOW)
+    translate(
+        &objects(yaml),
+        &config(),
+        &Snapshot::default(),
+        NOW,
+        &mut SecretCache::default(),
+    )
 }
 
 fn reasons(t: &Translation) -> Vec<(String, Reason)> {
@@ -199,8 +205,20 @@ fn translation_is_deterministic_whatever_the_object_order() {
     reversed.services.reverse();
     reversed.endpoint_slices.reverse();
     reversed.secrets.reverse();
-    let a = translate(&forward, &config(), &Snapshot::default(), NOW);
-    let b = translate(&reversed, &config(), &Snapshot::default(), NOW);
+    let a = translate(
+        &forward,
+        &config(),
+        &Snapshot::default(),
+        NOW,
+        &mut SecretCache::default(),
+    );
+    let b = translate(
+        &reversed,
+        &config(),
+        &Snapshot::default(),
+        NOW,
+        &mut SecretCache::default(),
+    );
     assert_eq!(a.snapshot, b.snapshot);
     assert_eq!(a.diagnostics, b.diagnostics);
 }
@@ -360,7 +378,13 @@ fn each_broken_secret_gives_its_reason_and_leaves_other_hosts_alone() {
 fn a_secret_that_breaks_after_it_was_good_keeps_its_last_good_certificate() {
     let good = run(&web_yaml());
     let broken_yaml = web_yaml().replace("-----END CERTIFICATE-----", "");
-    let t = translate(&objects(&broken_yaml), &config(), &good.snapshot, NOW);
+    let t = translate(
+        &objects(&broken_yaml),
+        &config(),
+        &good.snapshot,
+        NOW,
+        &mut SecretCache::default(),
+    );
     assert_eq!(
         reasons(&t),
         vec![("Ingress shop/web".to_string(), Reason::InvalidCertificate)]
@@ -542,7 +566,13 @@ fn a_wildcard_tls_host_gives_rule_hosts_under_it_tls() {
 fn a_broken_default_certificate_is_reported_on_its_secret() {
     let mut config = config();
     config.default_certificate = Some(("shop".into(), "absent".into()));
-    let t = translate(&objects(&web_yaml()), &config, &Snapshot::default(), NOW);
+    let t = translate(
+        &objects(&web_yaml()),
+        &config,
+        &Snapshot::default(),
+        NOW,
+        &mut SecretCache::default(),
+    );
     assert_eq!(
         reasons(&t),
         vec![("Secret shop/absent".to_string(), Reason::SecretNotFound)]
@@ -550,7 +580,13 @@ fn a_broken_default_certificate_is_reported_on_its_secret() {
     assert_eq!(t.snapshot.default_certificate, None);
 
     config.default_certificate = Some(("shop".into(), "a-tls".into()));
-    let t = translate(&objects(&web_yaml()), &config, &Snapshot::default(), NOW);
+    let t = translate(
+        &objects(&web_yaml()),
+        &config,
+        &Snapshot::default(),
+        NOW,
+        &mut SecretCache::default(),
+    );
     assert_eq!(
         t.snapshot.default_certificate,
         Some(CertificateId("shop/a-tls".into()))

@@ -167,9 +167,9 @@ fn pem_problem(error: &rustls_pki_types::pem::Error) -> String {
     use rustls_pki_types::pem::Error;
     match error {
         Error::MissingSectionEnd { .. } => {
-            "a BEGIN line has no matching END line (are the PEM lines joined into one?)".into()
+            "a PEM block has no end line (were its lines joined into one?)".into()
         }
-        Error::IllegalSectionStart { .. } => "a BEGIN line is malformed".into(),
+        Error::IllegalSectionStart { .. } => "the first line of a PEM block is malformed".into(),
         Error::Base64Decode(_) => "the body of a PEM block is not valid base64".into(),
         Error::SectionTooLarge => "a PEM block is too large".into(),
         _ => "the PEM text cannot be read".into(),
@@ -281,7 +281,12 @@ mod tests {
         let joined = key.trim().replace('\n', " ");
         let err = load_certificate(crt.as_bytes(), joined.as_bytes(), None).unwrap_err();
         let body = key.lines().nth(1).unwrap();
-        let first_bytes = format!("{}, {}, {}", body.as_bytes()[0], body.as_bytes()[1], body.as_bytes()[2]);
+        let first_bytes = format!(
+            "{}, {}, {}",
+            body.as_bytes()[0],
+            body.as_bytes()[1],
+            body.as_bytes()[2]
+        );
         assert!(matches!(err, CertificateError::KeyPem(_)), "{err}");
         assert!(!err.to_string().contains(body), "{err}");
         assert!(!err.to_string().contains(&first_bytes), "{err}");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
+pub use rustls::sign::CertifiedKey;
 
 pub use certificate::{
     CertificateError, CertificateInfo, LoadedCertificate, load_certificate, name_covers,
