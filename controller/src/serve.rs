@@ -179,6 +179,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     // Shutdown: readiness fails first; after SIGTERM, keep accepting for the delay so
     // load balancers notice; then stop accepting and let requests in flight finish.
     let signal = wait_for_signal().await;
+    tracing::info!(signal = ?signal, "shutdown signal received");
     health.set_ready(false);
     let delay = args.limits.shutdown_delay;
     if signal == Signal::Terminate && !delay.is_zero() {

@@ -9,12 +9,14 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::path::Path;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -155,6 +157,40 @@ where
         .collect()
 }
 
+/// How long a failed watch waits before it tries again: 250 ms, doubling to at most 5 s,
+/// and back to 250 ms after any success. kube-rs's default climbs to 30 s and stays high
+/// for two minutes, so after an API-server outage changes made meanwhile would wait up to
+/// half a minute; a few watches retrying every 5 s cost the API server nothing.
+#[derive(Debug, Clone)]
+struct WatchBackoff {
+    next: Duration,
+}
+
+const WATCH_RETRY_FIRST: Duration = Duration::from_millis(250);
+const WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: WATCH_RETRY_FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let current = self.next;
+        self.next = (current * 2).min(WATCH_RETRY_MAX);
+        Some(current)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = WATCH_RETRY_FIRST;
+    }
+}
+
 /// Runs one watcher into a reflector store until the process ends. Errors (the API server
 /// is down, a watch expired with 410 Gone, a permission is missing) are logged and
 /// retried with backoff; the store keeps its last state meanwhile.
@@ -168,7 +204,7 @@ where
     let stream = reflector::reflector(
         writer,
         watcher(api, config)
-            .default_backoff()
+            .backoff(WatchBackoff::default())
             // Nobody here reads managedFields; dropping them halves the memory of a store.
             .modify(|object: &mut K| object.meta_mut().managed_fields = None),
     );

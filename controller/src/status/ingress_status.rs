@@ -88,6 +88,11 @@ impl StatusWriter {
             Ok(_) => {
                 tracing::info!(ingress = %format!("{namespace}/{name}"), addresses = addresses.len(), "ingress status updated")
             }
+            // Deleted since the store saw it: nothing to write, and the watch will catch up.
+            Err(kube::Error::Api(response)) if response.code == 404 => tracing::debug!(
+                ingress = %format!("{namespace}/{name}"),
+                "ingress is gone; not updating its status"
+            ),
             Err(error) => {
                 tracing::warn!(ingress = %format!("{namespace}/{name}"), %error, "cannot update ingress status")
             }
