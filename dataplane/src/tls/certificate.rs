@@ -117,7 +117,6 @@ pub fn load_certificate(
         })?;
     }
     let info = inspect(leaf)?;
-    let _ = leaf;
 
     // The key: rustls reads PKCS#1, PKCS#8 and SEC1.
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
