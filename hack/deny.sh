@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Supply-chain check: advisories (offline, from the RustSec snapshot beside the
-# repository in ../shared/advisory-db), licenses, sources and duplicate versions.
+# Supply-chain check: licenses, sources and duplicate versions always; advisories offline,
+# from a RustSec advisory-db snapshot: $PORTCULLIS_ADVISORY_DB, or ../shared/advisory-db
+# beside the repository. Without a snapshot (the database lives on GitHub, which a
+# build machine may not reach) the advisory check is reported as not run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-snapshot=../shared/advisory-db
-if [[ ! -d $snapshot ]]; then
-  echo "deny: the advisory snapshot $snapshot is missing" >&2
-  exit 1
-fi
 command -v cargo-deny >/dev/null || { echo "deny: cargo-deny is missing; run hack/install-deps.sh" >&2; exit 1; }
+
+snapshot=${PORTCULLIS_ADVISORY_DB:-../shared/advisory-db}
+if [[ ! -d $snapshot ]]; then
+  echo "deny: NOT CHECKED: advisories (no advisory-db snapshot at $snapshot; set PORTCULLIS_ADVISORY_DB)" >&2
+  exec cargo deny --offline check bans licenses sources
+fi
 
 # cargo-deny reads the database from db-path (deny.toml) under the name it derives from
 # the default advisory-db URL, and takes the date of its HEAD commit.

@@ -4,6 +4,7 @@
 //! string a client chose anywhere in it.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request};
@@ -12,7 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::observability_support::openmetrics::parse_openmetrics;
 use crate::observability_support::{
-    get, not_after_unix, random_token, scrape_until, self_signed_expiring_in, tls_exchange,
+    get, not_after_unix, random_token, scrape, scrape_until, self_signed_expiring_in, tls_exchange,
     tls11_client_hello,
 };
 use crate::support::backend::{Backend, ClosedPort};
@@ -406,6 +407,65 @@ async fn a_handshake_refused_by_strict_sni_is_counted_as_a_failure_without_its_n
         1.0
     );
     assert!(!text.contains(&unknown), "{unknown} appears in /metrics");
+}
+
+/// Reading the folder is not a change to it: a process left alone translates once, while
+/// handshakes and requests come in, and again only when a file is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_folder_is_translated_once_and_again_only_when_a_file_changes() {
+    let ca = TestCa::new();
+    let manifests = Manifests::new();
+    let web = Backend::echo("web").await;
+    let mut objects = vec![
+        ingress_class(),
+        tls_secret(NS, "a-tls", &ca.leaf(&["a.example.com"])),
+        Ingress::new("site")
+            .tls(&["a.example.com"], "a-tls")
+            .route("a.example.com", "/", "web")
+            .build(),
+    ];
+    objects.extend(service(NS, "web", &[web.port()]));
+    manifests.write_objects("site.yaml", &objects);
+    let portcullis = Portcullis::start(&manifests, &[]).await;
+    let translations = |m: &crate::observability_support::openmetrics::Exposition| {
+        m.value("portcullis_translation_duration_seconds_count", &[])
+    };
+
+    let (first, _) = scrape(portcullis.admin).await;
+    assert_eq!(translations(&first), Some(1.0));
+    // Longer than the folder's settling time many times over, and traffic meanwhile.
+    for _ in 0..5 {
+        let reply = https_get(portcullis.https, &ca, "a.example.com", "/").await;
+        assert_eq!(reply.backend(), "web");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (idle, text) = scrape(portcullis.admin).await;
+    assert_eq!(
+        translations(&idle),
+        Some(1.0),
+        "the folder was translated again with no file written:\n{text}"
+    );
+
+    // A write is a change: one more translation (at least; editors write in bursts).
+    objects.push(
+        Ingress::new("more")
+            .route("b.example.com", "/", "web")
+            .build(),
+    );
+    manifests.write_objects("site.yaml", &objects);
+    scrape_until(portcullis.admin, "a second translation", |m| {
+        translations(m).is_some_and(|n| n >= 2.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (changed, _) = scrape(portcullis.admin).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (settled, text) = scrape(portcullis.admin).await;
+    assert_eq!(
+        translations(&settled),
+        translations(&changed),
+        "the folder kept being translated after one write:\n{text}"
+    );
 }
 
 #[test]

@@ -171,7 +171,9 @@ const WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl Default for WatchBackoff {
     fn default() -> Self {
-        WatchBackoff { next: WATCH_RETRY_FIRST }
+        WatchBackoff {
+            next: WATCH_RETRY_FIRST,
+        }
     }
 }
 
