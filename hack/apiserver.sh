@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Start or stop a throwaway etcd + kube-apiserver on loopback, for scripts that need
-# a real API server (hack/check-chart.sh). The certificates and flags are those of
-# hack/apiserver-smoke.sh, which explains each of them; RBAC is on, and there is no
-# kubelet, scheduler or controller-manager.
+# a real API server (hack/check-chart.sh, hack/apiserver-smoke.sh). RBAC is on. The Rust
+# test harness (tests/kube_support/cluster.rs) reproduces these certificates and flags.
+#
+# There is no kubelet, scheduler or controller-manager, so (tests must cope):
+#   - no default ServiceAccount per namespace (hence ServiceAccount admission is
+#     disabled), no token Secrets;
+#   - no EndpointSlices for Services (tests create them by hand);
+#   - deleted namespaces stay Terminating; no garbage collection.
 #
 # Usage:
 #   hack/apiserver.sh start DIR   start both in the background; state, logs and an admin
@@ -109,8 +114,11 @@ wait_for() {
   done
 }
 
-# 1. Certificates: a CA, the serving certificate, an admin client certificate in
-#    system:masters, and the service-account signing key pair (as the smoke test).
+# 1. Certificates, EC P-256, valid for a day:
+#    ca.crt/.key          the cluster CA: signs the others; --client-ca-file
+#    apiserver.crt/.key   serving, SANs IP:127.0.0.1 and DNS:localhost
+#    admin.crt/.key       client, CN=portcullis-admin, O=system:masters
+#    sa.key/sa.pub        the service-account token signing pair
 cat > "$DIR/openssl.cnf" <<'EOF'
 [req]
 distinguished_name = dn
@@ -147,7 +155,8 @@ sign admin "/O=system:masters/CN=portcullis-admin" client 3
 genkey sa.key
 openssl pkey -in "$DIR/sa.key" -pubout -out "$DIR/sa.pub"
 
-# 2. etcd, plain HTTP on loopback, throwaway data. Up to 3 tries with fresh ports.
+# 2. etcd, plain HTTP on loopback, throwaway data (hence --unsafe-no-fsync, which makes
+#    writes much cheaper). Up to 3 tries with fresh ports.
 start_etcd() {
   etcd_url="http://127.0.0.1:$(free_port)"
   local peer_url
@@ -169,6 +178,10 @@ start_etcd() {
 }
 
 # 3. kube-apiserver with RBAC on 127.0.0.1. Up to 3 tries with fresh ports.
+#    --endpoint-reconciler-type=none: the default (lease) reconciler refuses a loopback
+#      --advertise-address; with none, default/kubernetes simply gets no endpoints.
+#    --disable-admission-plugins=ServiceAccount: nothing creates the "default"
+#      ServiceAccount, so pods would otherwise be refused.
 start_kube_apiserver() {
   apiserver_url="https://127.0.0.1:$(free_port)"
   "$BIN/kube-apiserver" \

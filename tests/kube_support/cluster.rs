@@ -1,5 +1,5 @@
 //! A real API server for one test: etcd and kube-apiserver on loopback, started with the
-//! flags of `hack/apiserver-smoke.sh`, certificates from rcgen, data in a temp dir.
+//! flags of `hack/apiserver.sh`, certificates from rcgen, data in a temp dir.
 //!
 //! The test talks to it as an admin (client certificate in `system:masters`). The
 //! controller gets its own kubeconfig: a client certificate for the user

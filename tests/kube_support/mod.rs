@@ -18,6 +18,8 @@
 
 #![allow(dead_code)]
 
+#[path = "../support/accept_any.rs"]
+pub mod accept_any;
 pub mod client;
 pub mod cluster;
 pub mod controller;

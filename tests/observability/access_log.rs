@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use crate::observability_support::{
     Launched, access_lines, connect_tls12, eventually, random_token, scrape_until,
 };
-use crate::support::backend::Backend;
+use crate::support::backend::{Backend, ClosedPort};
 use crate::support::client::{
     H1, H2, Reply, Tls, connect_tls, http_get, https_get, request, seen_header,
 };
@@ -33,10 +33,19 @@ struct Sent {
     status: u64,
     bytes_in: u64,
     bytes_out: u64,
-    /// Whether it reached the web backend.
-    upstream: bool,
+    /// The endpoint it went to.
+    upstream: Upstream,
     ingress: String,
     service: String,
+}
+
+/// The endpoint a request went to, as the access log should name it.
+enum Upstream {
+    Web,
+    /// None: the proxy answered by itself.
+    None,
+    /// An endpoint that refused the connection.
+    Refused(String),
 }
 
 impl Sent {
@@ -53,17 +62,19 @@ impl Sent {
             status: 200,
             bytes_in: 0,
             bytes_out: reply.body.len() as u64,
-            upstream: true,
+            upstream: Upstream::Web,
             ingress: "shop/site".into(),
             service: "shop/web:80".into(),
         }
     }
 }
 
-/// The access-log test's folder: a.example.com (TLS) with `/app` to `web` and `/empty`
-/// to a Service without ready endpoints; plain.example.com (no TLS) to `web`.
-async fn access_log_site(ca: &TestCa) -> (Manifests, Backend) {
+/// The access-log test's folder: a.example.com (TLS) with `/app` to `web`, `/empty` to a
+/// Service without ready endpoints and `/down` to one whose endpoint refuses connections;
+/// plain.example.com (no TLS) to `web`.
+async fn access_log_site(ca: &TestCa) -> (Manifests, Backend, ClosedPort) {
     let web = Backend::echo("web").await;
+    let closed = ClosedPort::new();
     let manifests = Manifests::new();
     let mut objects = vec![
         ingress_class(),
@@ -72,6 +83,7 @@ async fn access_log_site(ca: &TestCa) -> (Manifests, Backend) {
             .tls(&["a.example.com"], "a-tls")
             .route("a.example.com", "/app", "web")
             .route("a.example.com", "/empty", "empty")
+            .route("a.example.com", "/down", "broken")
             .build(),
         Ingress::new("plain")
             .route("plain.example.com", "/", "web")
@@ -79,8 +91,9 @@ async fn access_log_site(ca: &TestCa) -> (Manifests, Backend) {
     ];
     objects.extend(service(NS, "web", &[web.port()]));
     objects.extend(service_with_readiness(NS, "empty", &[web.port()], false));
+    objects.extend(service(NS, "broken", &[closed.port]));
     manifests.write_objects("site.yaml", &objects);
-    (manifests, web)
+    (manifests, web, closed)
 }
 
 /// A fresh X-Request-ID.
@@ -110,7 +123,7 @@ async fn over_h1(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn has_one_json_line_per_request_with_what_happened() {
     let ca = TestCa::new();
-    let (manifests, web) = access_log_site(&ca).await;
+    let (manifests, web, closed) = access_log_site(&ca).await;
     let portcullis = Launched::ready(&manifests, &[]).await;
     let mut sent: Vec<Sent> = Vec::new();
 
@@ -138,7 +151,7 @@ async fn has_one_json_line_per_request_with_what_happened() {
     assert_eq!(reply.status, 404, "{reply:?}");
     sent.push(Sent {
         status: 404,
-        upstream: false,
+        upstream: Upstream::None,
         ingress: String::new(),
         service: String::new(),
         ..Sent::routed(id, client, "/missing", &reply)
@@ -150,9 +163,21 @@ async fn has_one_json_line_per_request_with_what_happened() {
     assert_eq!(reply.status, 503, "{reply:?}");
     sent.push(Sent {
         status: 503,
-        upstream: false,
+        upstream: Upstream::None,
         service: "shop/empty:80".into(),
         ..Sent::routed(id, client, "/empty/x", &reply)
+    });
+
+    // 502: the one endpoint refused the connection; the log names it.
+    let id = new_id();
+    let get = Request::get("/down/x").header("x-request-id", &id);
+    let (client, reply) = over_h1(&portcullis, &ca, get, b"").await;
+    assert_eq!(reply.status, 502, "{reply:?}");
+    sent.push(Sent {
+        status: 502,
+        upstream: Upstream::Refused(format!("127.0.0.1:{}", closed.port)),
+        service: "shop/broken:80".into(),
+        ..Sent::routed(id, client, "/down/x", &reply)
     });
 
     // A dot-segment path is logged as it was routed: normalised.
@@ -276,7 +301,11 @@ async fn has_one_json_line_per_request_with_what_happened() {
             "status": s.status,
             "bytes_in": s.bytes_in,
             "bytes_out": s.bytes_out,
-            "upstream": if s.upstream { web_addr.as_str() } else { "" },
+            "upstream": match &s.upstream {
+                Upstream::Web => web_addr.as_str(),
+                Upstream::None => "",
+                Upstream::Refused(addr) => addr.as_str(),
+            },
             "ingress": s.ingress,
             "service": s.service,
             "request_id": s.request_id,
@@ -299,7 +328,7 @@ async fn has_one_json_line_per_request_with_what_happened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_writes_no_access_lines() {
     let ca = TestCa::new();
-    let (manifests, _web) = access_log_site(&ca).await;
+    let (manifests, _web, _closed) = access_log_site(&ca).await;
     let portcullis = Launched::ready(&manifests, &["--access-log", "off"]).await;
 
     let reply = https_get(portcullis.https, &ca, "a.example.com", "/app/x").await;

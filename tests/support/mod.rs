@@ -11,6 +11,7 @@
 //! Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod accept_any;
 pub mod backend;
 pub mod client;
 pub mod manifests;

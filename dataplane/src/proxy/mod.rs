@@ -214,8 +214,7 @@ async fn route_and_forward(
     };
     let upstream_req = Request::from_parts(parts, body);
 
-    let pooled = checkout(shared, &cluster).await?;
-    record.upstream = Some(pooled.addr);
+    let pooled = checkout(shared, &cluster, &mut record.upstream).await?;
     let sent = Instant::now();
     let response = send(shared, pooled, upstream_req).await;
     let upstream_duration = sent.elapsed();
@@ -277,8 +276,14 @@ fn redirect_location(host: &str, port: u16, path: &str, query: Option<&str>) -> 
 }
 
 /// A connection to an endpoint; a failed connect is retried once on another endpoint.
-async fn checkout(shared: &Shared, cluster: &Cluster) -> Result<PooledSender, Answer> {
+/// `tried` is the endpoint tried last, for the access log, whether or not it answered.
+async fn checkout(
+    shared: &Shared,
+    cluster: &Cluster,
+    tried: &mut Option<SocketAddr>,
+) -> Result<PooledSender, Answer> {
     let first = cluster.pick(None).ok_or(Answer::NoEndpoints)?;
+    *tried = Some(first);
     let service = ServiceLabels {
         service: Arc::clone(&cluster.label),
     };
@@ -300,6 +305,7 @@ async fn checkout(shared: &Shared, cluster: &Cluster) -> Result<PooledSender, An
                 .upstream_retries
                 .get_or_create(&service)
                 .inc();
+            *tried = Some(second);
             shared.pool.checkout(second).await.map_err(|error| {
                 shared.metrics.upstream_connect_errors.get_or_create(&service).inc();
                 tracing::warn!(backend = %cluster.id, %error, "upstream connect failed after retry");
