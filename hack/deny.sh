@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 
 command -v cargo-deny >/dev/null || { echo "deny: cargo-deny is missing; run hack/install-deps.sh" >&2; exit 1; }
 
+# cargo-deny reads the whole dependency graph, every platform's crates included (a Linux
+# build never downloads the Windows ones): fetch them from crates.io first.
+cargo fetch --locked --quiet
+
 snapshot=${PORTCULLIS_ADVISORY_DB:-../shared/advisory-db}
 if [[ ! -d $snapshot ]]; then
   echo "deny: NOT CHECKED: advisories (no advisory-db snapshot at $snapshot; set PORTCULLIS_ADVISORY_DB)" >&2
