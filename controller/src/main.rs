@@ -9,6 +9,14 @@ use portcullis_controller::cli::{Cli, Command, LogFormat};
 use portcullis_controller::{echo, explain, serve};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's allocator: a rebuild of a large snapshot allocates and
+/// frees hundreds of thousands of small objects on whichever blocking-pool thread runs it.
+/// With 10k Ingresses, glibc's per-thread arenas kept growing the resident set after each
+/// rebuild (160 to 275 MiB over four) and a one-Ingress rebuild took about 250 ms; with
+/// mimalloc the set stays at about 240 MiB and the rebuild takes about 140 ms.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

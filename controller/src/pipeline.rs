@@ -41,6 +41,8 @@ pub struct Pipeline {
 
 /// What one rebuild did.
 pub struct Rebuild {
+    /// The translation, except its snapshot: that went to the data plane when applied
+    /// (the one served is in [`Served`]).
     pub translation: Translation,
     /// Diagnostics not seen in the previous rebuild.
     pub new_diagnostics: Vec<Diagnostic>,
@@ -115,7 +117,8 @@ impl Pipeline {
 
         let changed = !self.applied_once || translation.snapshot != *self.served;
         if changed {
-            let snapshot = Arc::new(translation.snapshot.clone());
+            // The snapshot moves to the data plane; the caller has no use for it.
+            let snapshot = Arc::new(std::mem::take(&mut translation.snapshot));
             let report = self
                 .dataplane
                 .apply_preloaded(Arc::clone(&snapshot), &translation.loaded);
