@@ -50,6 +50,13 @@ def cpu_model():
     return f"{model} ({flags.rstrip(', ')})" if flags else model
 
 
+def portable(settings, root):
+    """The settings with paths relative to the repository, so the committed results say
+    nothing of the machine's folders."""
+    return {k: str(v.relative_to(root)) if isinstance(v, Path) and v.is_relative_to(root)
+            else v for k, v in settings.items()}
+
+
 def load_average():
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -128,8 +135,9 @@ def main():
     procs.stop_all()
 
     note = settings.note or (
-        "other engineers were compiling and running tests on this 2-core machine during "
-        "the run, so absolute figures are noisy and the ratios are the figures to read.")
+        "the load averages above say how busy the machine was; on a shared 2-core machine "
+        "absolute figures are noisy and the ratios, taken inside each round, are the "
+        "figures to read.")
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(), "cores": os.cpu_count(), "kernel": platform.release(),
@@ -145,7 +153,8 @@ def main():
     (out / "latest.md").write_text(markdown)
     (out / "latest.json").write_text(json.dumps(
         {"meta": {k: v for k, v in meta.items() if k != "settings"},
-         "settings": vars(settings), "results": ctx.results}, indent=1, default=str))
+         "settings": portable(vars(settings), root), "results": ctx.results},
+        indent=1, default=str))
     log(f"wrote {out / 'latest.md'}")
     if os.environ.get("BENCH_KEEP_RUN_DIR"):
         log(f"kept {run_dir}")
