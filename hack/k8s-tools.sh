@@ -48,9 +48,10 @@ case "${1:-}" in
   *) echo "usage: $0 [--print-bin-dir]" >&2; exit 2 ;;
 esac
 
-# Static binaries, and never download a different Go toolchain.
+# Static binaries. A local Go older than tests/k8s/go.mod's fetches that version's
+# toolchain from the module proxy (Go 1.21 and newer do this by themselves).
 export CGO_ENABLED=0
-export GOTOOLCHAIN=local
+export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 
 GO=${GO:-go}
 if ! command -v "$GO" >/dev/null 2>&1; then

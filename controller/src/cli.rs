@@ -155,8 +155,8 @@ pub struct SelectionArgs {
 /// The Kubernetes API source (used when --manifests is not given).
 #[derive(Debug, Args)]
 pub struct KubeArgs {
-    /// Kubeconfig to use; without it: in-cluster configuration, then KUBECONFIG, then
-    /// ~/.kube/config.
+    /// Kubeconfig to use; without it: KUBECONFIG, else ~/.kube/config, else the
+    /// in-cluster configuration.
     #[arg(long, env = "PORTCULLIS_KUBECONFIG", value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
 
