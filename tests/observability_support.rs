@@ -30,7 +30,7 @@ use tokio_rustls::client::TlsStream;
 use crate::support::client::{H1, Reply, STEP, Tls, bounded, connect_tls, request};
 use crate::support::manifests::Manifests;
 use crate::support::pki::TestCa;
-use crate::support::process::{BIN, Portcullis, admin_get, wait_until};
+use crate::support::process::{BIN, Portcullis, admin_get, run_to_exit, wait_until};
 use openmetrics::{Exposition, parse_openmetrics};
 
 // ---------------------------------------------------------------------------------------
@@ -286,28 +286,7 @@ impl Ran {
 
 /// Runs `portcullis ARGS`; kills it if it has not exited within 20 s.
 pub fn run_portcullis(args: &[&str]) -> Ran {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start portcullis");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("poll the child").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("collect output");
-            panic!(
-                "portcullis {args:?} was still running after 20 s; stderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("collect output");
+    let output = run_to_exit(args, Duration::from_secs(20));
     Ran {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

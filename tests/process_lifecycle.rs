@@ -3,40 +3,19 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use support::backend::Backend;
 use support::client::{H1, H2, Tls, bounded, connect_tls, https_get};
 use support::manifests::{Ingress, Manifests, NS, ingress_class, service, tls_secret};
 use support::pki::TestCa;
-use support::process::{BIN, Portcullis, admin_get, wait_until};
+use support::process::{Portcullis, admin_get, run_to_exit, wait_until};
 use tokio::net::TcpStream;
 
 /// Runs the binary with `args`; kills it if it has not exited within 10 s.
 fn run_bounded(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start portcullis");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("poll the child").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let output = child.wait_with_output().expect("collect output");
-            panic!(
-                "portcullis {args:?} was still running after 10 s; stderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("collect output")
+    run_to_exit(args, Duration::from_secs(10))
 }
 
 /// Exit code 2 and exactly one line on stderr; that line.
